@@ -1,0 +1,1 @@
+"""The reference solutions (never shipped to students)."""
