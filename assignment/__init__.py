@@ -1,0 +1,1 @@
+"""The student-facing assignment: notebook source, public modules, data and the nbgrader release."""

@@ -1,0 +1,188 @@
+"""Course helpers for the VAE assignment: the digits data, the training loop, the plots.
+
+This file ships beside the notebook (`from vae_course import ...`); it needs only torch,
+numpy and matplotlib. The plot helpers return a matplotlib Figure and leave it closed in
+pyplot, so a notebook cell shows it once when the call is the cell's last line (or with
+`display(fig)`); in a script, use `fig.savefig(...)`.
+"""
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+DATA_PATH = Path(__file__).resolve().parent / "digits.npz"
+SPLITS = ("train", "heldout")
+
+
+def load_digits(split: str = "train", path: str | Path | None = None) -> tuple[Tensor, Tensor]:
+    """Binarised 8x8 digits of a split: x float32 (N, 64) in {0, 1}, y int64 labels (N,)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    path = Path(DATA_PATH if path is None else path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"digits data not found at {path}: digits.npz must sit beside the notebook "
+            "(in the same folder as vae_course.py)"
+        )
+    with np.load(path) as data:
+        x = torch.from_numpy(data[f"{split}_x"].astype(np.float32))
+        y = torch.from_numpy(data[f"{split}_y"].astype(np.int64))
+    return x, y
+
+
+def train_vae(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Tensor], Tensor],
+    x_train: Tensor,
+    *,
+    steps: int = 1000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[float]:
+    """Train `model` with Adam on minibatches of `x_train`; returns the loss of every step.
+
+    `loss_fn(model, x_batch)` returns a scalar, e.g. `lambda m, x: -elbo(x, *m(x)).mean()`.
+    The same seed gives the same batches and the same noise inside the model.
+    """
+    torch.manual_seed(seed)  # the model's own draws (reparameterize) become repeatable
+    generator = torch.Generator().manual_seed(seed)  # the order of the minibatches
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses: list[float] = []
+    order, start = torch.empty(0, dtype=torch.long), 0
+    for step in range(1, steps + 1):
+        if start + batch_size > len(order):  # a new epoch: a fresh seeded shuffle
+            order, start = torch.randperm(len(x_train), generator=generator), 0
+        x_batch = x_train[order[start:start + batch_size]].to(device)
+        start += batch_size
+        loss = loss_fn(model, x_batch)
+        if loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)} "
+                             "(did you forget .mean()?)")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if progress and (step % max(1, steps // 10) == 0 or step == steps):
+            print(f"step {step:5d}/{steps}  loss {loss.item():8.3f}")
+    return losses
+
+
+@torch.no_grad()
+def heldout_elbo(
+    model: nn.Module, elbo_fn: Callable[..., Tensor], x: Tensor, *, draws: int = 10, seed: int = 0
+) -> float:
+    """Mean of `elbo_fn(x, *model(x))` over `draws` passes and all examples (nats per image)."""
+    # The model stays in train mode so that forward draws z ~ q(z | x): the ELBO is an
+    # expectation over q, and decoding z = mu (an eval-mode shortcut the pytorch/examples
+    # VAE once had, removed in its PR #419) would give a number that is not this bound.
+    model.train()
+    torch.manual_seed(seed)
+    x = x.to(next(model.parameters()).device)
+    total = sum(elbo_fn(x, *model(x)).mean().item() for _ in range(draws))
+    return total / draws
+
+
+def _tile(images: Tensor, ncols: int, pad: float = 0.5) -> np.ndarray:
+    """(n, 64) pixel values in [0, 1] to one image of 8x8 tiles, `ncols` per row."""
+    images = images.detach().float().cpu().reshape(-1, 8, 8).numpy()
+    nrows = -(-len(images) // ncols)
+    canvas = np.full((nrows * 9 + 1, ncols * 9 + 1), pad, dtype=np.float32)
+    for i, image in enumerate(images):
+        row, col = divmod(i, ncols)
+        canvas[row * 9 + 1:row * 9 + 9, col * 9 + 1:col * 9 + 9] = image
+    return canvas
+
+
+def _figure(nrows: int = 1, figsize: tuple[float, float] = (6.0, 4.0)):
+    import matplotlib.pyplot as plt  # lazily, with whatever backend is active
+
+    fig, axes = plt.subplots(nrows, 1, figsize=figsize, squeeze=False)
+    plt.close(fig)  # the caller shows it: no second copy from pyplot in notebooks
+    return fig, axes[:, 0]
+
+
+def _show_tiles(ax, canvas: np.ndarray, title: str) -> None:
+    ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+
+
+def plot_losses(losses: Sequence[float]):
+    """Training loss per step, with a moving average."""
+    fig, (ax,) = _figure()
+    losses = np.asarray(losses, dtype=float)
+    ax.plot(losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
+    window = max(1, len(losses) // 50)
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window - 1, len(losses)), smooth, color="tab:blue",
+                label=f"moving average ({window} steps)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per image)")
+    ax.set_title("Training loss: -ELBO")
+    ax.legend()
+    return fig
+
+
+@torch.no_grad()
+def plot_reconstructions(model: nn.Module, x: Tensor, n: int = 10):
+    """The first `n` images of `x` (top) and sigmoid(logits) of model(x) (bottom)."""
+    x = x[:n].to(next(model.parameters()).device)
+    logits, _, _ = model(x)
+    fig, (top, bottom) = _figure(2, figsize=(1.0 + 0.6 * len(x), 2.4))
+    _show_tiles(top, _tile(x, len(x)), "originals")
+    _show_tiles(bottom, _tile(torch.sigmoid(logits), len(x)), "reconstructions: sigmoid(logits)")
+    return fig
+
+
+@torch.no_grad()
+def plot_samples(model: nn.Module, n: int = 20):
+    """`n` images decoded from z ~ N(0, I) by model.sample (Bernoulli means)."""
+    ncols = min(n, 10)
+    fig, (ax,) = _figure(figsize=(0.6 * ncols + 1.0, 0.6 * -(-n // ncols) + 0.8))
+    _show_tiles(ax, _tile(model.sample(n), ncols), f"{n} samples: decoded z ~ N(0, I)")
+    return fig
+
+
+@torch.no_grad()
+def plot_latent_map(model: nn.Module, x: Tensor, y: Tensor):
+    """Encoded means mu of `x` in the 2-D latent space, coloured by digit label `y`."""
+    mu, _ = model.encode(x.to(next(model.parameters()).device))
+    if mu.shape[-1] != 2:
+        raise ValueError(f"plot_latent_map needs a model with z_dim = 2, got z_dim = {mu.shape[-1]}")
+    mu = mu.cpu().numpy()
+    fig, (ax,) = _figure(figsize=(6.0, 5.0))
+    points = ax.scatter(mu[:, 0], mu[:, 1], c=torch.as_tensor(y).cpu().numpy(), cmap="tab10", vmin=-0.5, vmax=9.5, s=8)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title("Latent map: encoder means by digit")
+    return fig
+
+
+@torch.no_grad()
+def plot_latent_grid(model: nn.Module, n: int = 15, bound: float = 3.0):
+    """Decoded Bernoulli means of an n x n grid of z in [-bound, bound]^2 (z_2 grows upwards)."""
+    device = next(model.parameters()).device
+    values = torch.linspace(-bound, bound, n)
+    z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")  # top row: largest z_2
+    z = torch.stack([z1, z2], dim=-1).reshape(-1, 2).to(device)
+    try:
+        probs = torch.sigmoid(model.decode(z))
+    except RuntimeError as error:
+        raise ValueError("plot_latent_grid needs a model with z_dim = 2") from error
+    fig, (ax,) = _figure(figsize=(6.0, 6.0))
+    half = bound / max(n - 1, 1)  # half a grid step: each tile is centred on its z
+    ax.imshow(_tile(probs, n), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest",
+              extent=(-bound - half, bound + half, -bound - half, bound + half))
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(f"Decoder means on a {n} x {n} grid of z in [-{bound:g}, {bound:g}]$^2$")
+    return fig

@@ -1,0 +1,141 @@
+"""Tests of the public course module: the bundled data, the training loop, the plots."""
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import nn  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assignment" / "public"))
+import vae_course  # noqa: E402
+
+
+class TinyVAE(nn.Module):
+    """A small stand-in that follows the contract's VAE interface (z_dim = 2)."""
+
+    def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 16):
+        super().__init__()
+        self.z_dim = z_dim
+        self.encoder = nn.Sequential(nn.Linear(x_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 2 * z_dim))
+        self.decoder = nn.Sequential(nn.Linear(z_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, x_dim))
+
+    def encode(self, x):
+        return self.encoder(x).chunk(2, dim=-1)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return self.decode(z), mu, logvar
+
+    @torch.no_grad()
+    def sample(self, n):
+        return torch.sigmoid(self.decode(torch.randn(n, self.z_dim)))
+
+
+def tiny_elbo(x, logits, mu, logvar):
+    log_lik = (x * logits - nn.functional.softplus(logits)).sum(-1)
+    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
+    return log_lik - kl
+
+
+def tiny_loss(model, x):
+    return -tiny_elbo(x, *model(x)).mean()
+
+
+def fresh_model(z_dim: int = 2) -> TinyVAE:
+    torch.manual_seed(123)
+    return TinyVAE(z_dim=z_dim)
+
+
+def test_data_shapes_dtypes_and_values():
+    sizes = {}
+    for split in ("train", "heldout"):
+        x, y = vae_course.load_digits(split)
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert x.shape == (len(y), 64)
+        assert set(x.unique().tolist()) == {0.0, 1.0}
+        assert set(y.unique().tolist()) == set(range(10))
+        sizes[split] = len(y)
+    assert sizes == {"train": 1500, "heldout": 297}  # 1797 = all of sklearn's load_digits
+
+
+def test_splits_are_not_the_same_images():
+    # The split is by index; after binarising, a few held-out images can still equal a
+    # training image (13 do), but the held-out set must be mostly unseen images.
+    train = {row.tobytes() for row in vae_course.load_digits("train")[0].numpy()}
+    heldout = vae_course.load_digits("heldout")[0].numpy()
+    repeated = sum(row.tobytes() in train for row in heldout)
+    assert repeated < 0.1 * len(heldout)
+
+
+def test_bad_split_raises_value_error():
+    with pytest.raises(ValueError, match="heldout"):
+        vae_course.load_digits("test")
+
+
+def test_missing_file_says_where_it_belongs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="beside the notebook"):
+        vae_course.load_digits("train", path=tmp_path / "digits.npz")
+
+
+def test_train_vae_is_deterministic_and_learns():
+    x, _ = vae_course.load_digits("train")
+    runs = [vae_course.train_vae(fresh_model(), tiny_loss, x, steps=20, batch_size=32, lr=1e-2, seed=7)
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == 20 and all(isinstance(v, float) for v in runs[0])
+    assert np.mean(runs[0][-5:]) < np.mean(runs[0][:5])
+    other = vae_course.train_vae(fresh_model(), tiny_loss, x, steps=20, batch_size=32, lr=1e-2, seed=8)
+    assert other != runs[0]
+
+
+def test_train_vae_rejects_unreduced_loss():
+    x, _ = vae_course.load_digits("train")
+    with pytest.raises(ValueError, match="scalar"):
+        vae_course.train_vae(fresh_model(), lambda m, xb: -tiny_elbo(xb, *m(xb)), x, steps=1)
+
+
+def test_heldout_elbo_is_repeatable_and_a_mean_over_examples():
+    x, _ = vae_course.load_digits("heldout")
+    model = fresh_model()
+    value = vae_course.heldout_elbo(model, tiny_elbo, x, draws=3, seed=1)
+    assert value == vae_course.heldout_elbo(model, tiny_elbo, x, draws=3, seed=1)
+    assert value < 0 and np.isfinite(value)
+    torch.manual_seed(1)
+    by_hand = np.mean([tiny_elbo(x, *model(x)).mean().item() for _ in range(3)])
+    assert value == pytest.approx(by_hand)
+
+
+def test_plots_return_figures():
+    x, y = vae_course.load_digits("heldout")
+    model = fresh_model()
+    figures = [
+        vae_course.plot_losses([3.0, 2.0, 1.5] * 40),
+        vae_course.plot_reconstructions(model, x, n=6),
+        vae_course.plot_samples(model, n=12),
+        vae_course.plot_latent_map(model, x, y),
+        vae_course.plot_latent_grid(model, n=5),
+    ]
+    for fig in figures:
+        assert isinstance(fig, Figure)
+        fig.canvas.draw()
+    assert figures[0].axes[0].get_ylabel() == "loss (nats per image)"
+    assert figures[3].axes[0].get_xlabel() == "$z_1$"
+
+
+def test_latent_plots_need_two_latent_dimensions():
+    x, y = vae_course.load_digits("heldout")
+    model = fresh_model(z_dim=3)
+    with pytest.raises(ValueError, match="z_dim"):
+        vae_course.plot_latent_map(model, x, y)
+    with pytest.raises(ValueError, match="z_dim"):
+        vae_course.plot_latent_grid(model)
