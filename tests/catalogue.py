@@ -1,0 +1,1012 @@
+"""Realistic student submissions, written as patches of the reference module.
+
+Each `Variant` replaces one or more top-level definitions of `solutions/vae.py` with new
+source; `build_source` applies the patch, so no submission is a hand-kept copy of the
+reference. `MISTAKES` holds single-function mistakes (each changes exactly one contract
+problem, the one that must lose points); `CORRECT` holds submissions written differently
+that must get full marks. Sources of mistakes are the public threads listed in
+`ANCHORS.md` ("Realistic mistakes seen in public code").
+
+`hint` is the autograder's mistake code (`autograder/mistakes.py`) where the grader is
+expected to recognise the mistake and name it in the feedback; None where it is not.
+"""
+from __future__ import annotations
+
+import ast
+import textwrap
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REFERENCE_PATH = Path(__file__).resolve().parents[1] / "solutions" / "vae.py"
+PROBLEMS = (
+    "gaussian_kl", "reparameterize", "bernoulli_log_likelihood", "elbo",
+    "gaussian_log_density", "iwae_bound", "VAE",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str                      # snake_case, unique, e.g. "kl_missing_half"
+    problem: str | None            # the contract problem that must lose points; None if correct
+    description: str               # one line, with the public source of the mistake if known
+    replaces: Mapping[str, str]    # top-level name in solutions/vae.py -> new source of it
+    extra: str = ""                # top-level code appended (helpers, imports, prints)
+    hint: str | None = None        # mistake code the grader should recognise, else None
+
+
+def _src(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"
+
+
+def _mistake(name: str, problem: str, description: str, source: str,
+             hint: str | None = None) -> Variant:
+    return Variant(name, problem, description, {problem: _src(source)}, hint=hint)
+
+
+# ---------------------------------------------------------------------------- gaussian_kl
+_KL_HEAD = (
+    "def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor | float = 0.0, "
+    "logvar_p: Tensor | float = 0.0) -> Tensor:\n"
+)
+
+
+def _kl(body: str) -> str:
+    return _KL_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+
+
+_KL_MISTAKES = (
+    _mistake(
+        "kl_missing_half", "gaussian_kl",
+        "closed-form KL without the factor 1/2 (PyTorch-VAE #69)",
+        _kl("""
+            logvar_p = torch.as_tensor(logvar_p)
+            kl = (logvar_p - logvar_q
+                  + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
+            return kl.sum(dim=-1)
+        """),
+        hint="kl_missing_half",
+    ),
+    _mistake(
+        "kl_std_for_logvar", "gaussian_kl",
+        "exp(logvar) used as the std, so the variance is exp(2 logvar) (keras #3283 in the KL)",
+        _kl("""
+            logvar_p = torch.as_tensor(logvar_p)
+            std_q, std_p = torch.exp(logvar_q), torch.exp(logvar_p)
+            kl = (torch.log(std_p / std_q)
+                  + (std_q ** 2 + (mu_q - mu_p) ** 2) / (2 * std_p ** 2) - 0.5)
+            return kl.sum(dim=-1)
+        """),
+        hint="kl_std_for_logvar",
+    ),
+    _mistake(
+        "kl_sign", "gaussian_kl",
+        "KL with its sign flipped (pytorch/examples #824, FluxML model-zoo #147)",
+        _kl("""
+            logvar_p = torch.as_tensor(logvar_p)
+            kl = 0.5 * (logvar_q - logvar_p + 1.0
+                        - (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p))
+            return kl.sum(dim=-1)
+        """),
+        hint="kl_sign",
+    ),
+    _mistake(
+        "kl_mean_not_sum", "gaussian_kl",
+        "KL averaged over the latent dimensions instead of summed (keras-io #270, keras-molecules #59)",
+        _kl("""
+            logvar_p = torch.as_tensor(logvar_p)
+            kl = 0.5 * (logvar_p - logvar_q
+                        + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
+            return kl.mean(dim=-1)
+        """),
+        hint="kl_mean_not_sum",
+    ),
+    _mistake(
+        "kl_prior_ignored", "gaussian_kl",
+        "the prior arguments are accepted but ignored: always KL against N(0, I)",
+        _kl("""
+            kl = -0.5 * (1 + logvar_q - mu_q ** 2 - torch.exp(logvar_q))
+            return kl.sum(dim=-1)
+        """),
+        hint="kl_prior_ignored",
+    ),
+    _mistake(
+        "kl_swapped", "gaussian_kl",
+        "KL(p || q) computed instead of KL(q || p)",
+        _kl("""
+            logvar_p = torch.as_tensor(logvar_p)
+            kl = 0.5 * (logvar_q - logvar_p
+                        + (torch.exp(logvar_p) + (mu_p - mu_q) ** 2) / torch.exp(logvar_q) - 1.0)
+            return kl.sum(dim=-1)
+        """),
+        hint="kl_swapped",
+    ),
+    _mistake(
+        "kl_per_dimension", "gaussian_kl",
+        "returns the per-coordinate KL: the sum over the last dimension is missing",
+        _kl("""
+            logvar_p = torch.as_tensor(logvar_p)
+            return 0.5 * (logvar_p - logvar_q
+                          + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
+        """),
+        hint="kl_per_dimension",
+    ),
+    _mistake(
+        "kl_hardcoded_batch_float32", "gaussian_kl",
+        "loop over latent dims into torch.zeros(batch): breaks for 3-D input, returns float32 for float64",
+        _kl("""
+            logvar_p = torch.as_tensor(logvar_p)
+            total = torch.zeros(mu_q.shape[0])
+            for j in range(mu_q.shape[-1]):
+                lp = logvar_p[..., j] if logvar_p.dim() > 0 else logvar_p
+                mp = mu_p[..., j] if isinstance(mu_p, Tensor) and mu_p.dim() > 0 else mu_p
+                total += 0.5 * (lp - logvar_q[:, j]
+                                + (torch.exp(logvar_q[:, j]) + (mu_q[:, j] - mp) ** 2) / torch.exp(lp)
+                                - 1.0)
+            return total
+        """),
+    ),
+)
+
+# ------------------------------------------------------------------------- reparameterize
+_REPARAM_HEAD = "def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:\n"
+
+
+def _rp(body: str) -> str:
+    return _REPARAM_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+
+
+_REPARAM_MISTAKES = (
+    _mistake(
+        "reparam_std_is_exp_logvar", "reparameterize",
+        "std = exp(logvar) instead of exp(logvar / 2) (keras #3283, ibp_vae #3, world-models #13)",
+        _rp("""
+            std = torch.exp(logvar)
+            eps = torch.randn_like(std)
+            return mu + std * eps
+        """),
+        hint="reparam_std_is_exp_logvar",
+    ),
+    _mistake(
+        "reparam_no_noise", "reparameterize",
+        "returns z = mu: no noise at all (eps unused, keras PR #4211)",
+        _rp("""
+            return mu
+        """),
+        hint="reparam_no_noise",
+    ),
+    _mistake(
+        "reparam_shared_noise", "reparameterize",
+        "one eps of shape (z_dim,) shared by every example of the batch",
+        _rp("""
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn(mu.shape[-1])
+            return mu + std * eps
+        """),
+        hint="reparam_shared_noise",
+    ),
+    _mistake(
+        "reparam_torch_normal", "reparameterize",
+        "z = torch.normal(mu, std): not reparameterised, gradients to mu and logvar are zero (pytorch #4620)",
+        _rp("""
+            std = torch.exp(0.5 * logvar)
+            return torch.normal(mu, std)
+        """),
+        hint="reparam_no_gradient",
+    ),
+    _mistake(
+        "reparam_distribution_sample", "reparameterize",
+        "Normal(mu, std).sample() instead of rsample(): no gradient (pytorch #4620)",
+        _rp("""
+            std = torch.exp(0.5 * logvar)
+            return torch.distributions.Normal(mu, std).sample()
+        """),
+        hint="reparam_no_gradient",
+    ),
+    _mistake(
+        "reparam_numpy_noise", "reparameterize",
+        "eps drawn with numpy: not repeatable under torch.manual_seed",
+        _rp("""
+            import numpy as np
+            std = torch.exp(0.5 * logvar)
+            eps = torch.from_numpy(np.random.randn(*std.shape)).to(std)
+            return mu + std * eps
+        """),
+        hint="reparam_not_torch_rng",
+    ),
+    _mistake(
+        "reparam_uniform_noise", "reparameterize",
+        "eps from torch.rand_like (uniform on [0, 1)) instead of N(0, I) (keras PR #4211 flavour)",
+        _rp("""
+            std = torch.exp(0.5 * logvar)
+            eps = torch.rand_like(std)
+            return mu + std * eps
+        """),
+    ),
+    _mistake(
+        "reparam_detached", "reparameterize",
+        "mu and std detached before sampling: no gradient reaches the encoder",
+        _rp("""
+            std = torch.exp(0.5 * logvar).detach()
+            eps = torch.randn_like(std)
+            return mu.detach() + std * eps
+        """),
+        hint="reparam_no_gradient",
+    ),
+)
+
+# --------------------------------------------------------------- bernoulli_log_likelihood
+_BLL_HEAD = "def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:\n"
+
+
+def _bll(body: str) -> str:
+    return _BLL_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+
+
+_BLL_MISTAKES = (
+    _mistake(
+        "bll_mean_not_sum", "bernoulli_log_likelihood",
+        "log-likelihood averaged over pixels (mean-reduced BCE, pytorch/examples #234, #817)",
+        _bll("""
+            return (x * logits - F.softplus(logits)).mean(dim=-1)
+        """),
+        hint="bll_mean_not_sum",
+    ),
+    _mistake(
+        "bll_naive_log_sigmoid", "bernoulli_log_likelihood",
+        "x log sigmoid(l) + (1 - x) log(1 - sigmoid(l)): -inf / nan at extreme logits (kvfrans VAE #5)",
+        _bll("""
+            p = torch.sigmoid(logits)
+            return (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(dim=-1)
+        """),
+        hint="naive_log_sigmoid",
+    ),
+    _mistake(
+        "bll_sign", "bernoulli_log_likelihood",
+        "returns the BCE (a negative log-likelihood) instead of the log-likelihood",
+        _bll("""
+            return (F.softplus(logits) - x * logits).sum(dim=-1)
+        """),
+        hint="bll_sign",
+    ),
+    _mistake(
+        "bll_double_sigmoid", "bernoulli_log_likelihood",
+        "sigmoid applied before BCE-with-logits, so the sigmoid is taken twice (daisyRec #15)",
+        _bll("""
+            probs = torch.sigmoid(logits)
+            x, probs = torch.broadcast_tensors(x, probs)
+            return -F.binary_cross_entropy_with_logits(probs, x, reduction="none").sum(dim=-1)
+        """),
+        hint="bll_double_sigmoid",
+    ),
+    _mistake(
+        "bll_logits_as_probs", "bernoulli_log_likelihood",
+        "logits treated as probabilities: F.binary_cross_entropy on clamped logits",
+        _bll("""
+            probs = logits.clamp(1e-6, 1 - 1e-6)
+            x, probs = torch.broadcast_tensors(x, probs)
+            return -F.binary_cross_entropy(probs, x, reduction="none").sum(dim=-1)
+        """),
+        hint="bll_logits_as_probs",
+    ),
+)
+
+# ------------------------------------------------------------------------------- elbo
+_ELBO_HEAD = (
+    "def elbo(x: Tensor, logits: Tensor, mu: Tensor, logvar: Tensor, "
+    "beta: float = 1.0) -> Tensor:\n"
+)
+
+
+def _elbo(body: str) -> str:
+    return _ELBO_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+
+
+_ELBO_MISTAKES = (
+    _mistake(
+        "elbo_kl_added", "elbo",
+        "the KL term added instead of subtracted",
+        _elbo("""
+            return bernoulli_log_likelihood(x, logits) + beta * gaussian_kl(mu, logvar)
+        """),
+        hint="elbo_kl_added",
+    ),
+    _mistake(
+        "elbo_beta_ignored", "elbo",
+        "beta accepted but never used",
+        _elbo("""
+            return bernoulli_log_likelihood(x, logits) - gaussian_kl(mu, logvar)
+        """),
+        hint="elbo_beta_ignored",
+    ),
+    _mistake(
+        "elbo_mean_over_batch", "elbo",
+        "averaged over the batch: returns a scalar (pytorch/examples #234 flavour)",
+        _elbo("""
+            return (bernoulli_log_likelihood(x, logits) - beta * gaussian_kl(mu, logvar)).mean()
+        """),
+        hint="elbo_mean_over_batch",
+    ),
+    _mistake(
+        "elbo_beta_on_likelihood", "elbo",
+        "beta multiplies the reconstruction term instead of the KL",
+        _elbo("""
+            return beta * bernoulli_log_likelihood(x, logits) - gaussian_kl(mu, logvar)
+        """),
+        hint="elbo_beta_on_likelihood",
+    ),
+)
+
+# ----------------------------------------------------------------- gaussian_log_density
+_GLD_HEAD = "def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:\n"
+
+
+def _gld(body: str) -> str:
+    return _GLD_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+
+
+_GLD_MISTAKES = (
+    _mistake(
+        "gld_missing_constant", "gaussian_log_density",
+        "the -log(2 pi) / 2 constant of each coordinate left out",
+        _gld("""
+            return (-0.5 * (logvar + (z - mu) ** 2 / torch.exp(logvar))).sum(dim=-1)
+        """),
+        hint="gld_missing_constant",
+    ),
+    _mistake(
+        "gld_std_for_logvar", "gaussian_log_density",
+        "exp(logvar) used as the std (keras #3283 in the density)",
+        _gld("""
+            std = torch.exp(logvar)
+            log_density = -0.5 * math.log(2 * math.pi) - torch.log(std) - (z - mu) ** 2 / (2 * std ** 2)
+            return log_density.sum(dim=-1)
+        """),
+        hint="gld_std_for_logvar",
+    ),
+    _mistake(
+        "gld_missing_half", "gaussian_log_density",
+        "the 1/2 of the quadratic term left out",
+        _gld("""
+            log_density = -0.5 * (math.log(2 * math.pi) + logvar) - (z - mu) ** 2 / torch.exp(logvar)
+            return log_density.sum(dim=-1)
+        """),
+        hint="gld_missing_half",
+    ),
+    _mistake(
+        "gld_mean_over_dims", "gaussian_log_density",
+        "log-density averaged over the coordinates instead of summed",
+        _gld("""
+            log_density = -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / torch.exp(logvar))
+            return log_density.mean(dim=-1)
+        """),
+        hint="gld_mean_over_dims",
+    ),
+)
+
+# ---------------------------------------------------------------------------- iwae_bound
+_IWAE_HEAD = (
+    "def iwae_bound(x: Tensor, logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:\n"
+)
+_IWAE_LOG_WEIGHTS = """
+    zeros = torch.zeros_like(z)
+    log_weights = (
+        bernoulli_log_likelihood(x, logits)
+        + gaussian_log_density(z, zeros, zeros)
+        - gaussian_log_density(z, mu, logvar)
+    )
+"""
+
+
+def _iwae(body: str, log_weights: str = _IWAE_LOG_WEIGHTS) -> str:
+    text = textwrap.dedent(log_weights).strip() + "\n" + textwrap.dedent(body).strip()
+    return _IWAE_HEAD + textwrap.indent(text, "    ") + "\n"
+
+
+_IWAE_MISTAKES = (
+    _mistake(
+        "iwae_mean_of_log_weights", "iwae_bound",
+        "mean of the log-weights (the K-sample ELBO) instead of log-mean-exp (generative-tf #1)",
+        _iwae("""
+            return log_weights.mean(dim=0)
+        """),
+        hint="iwae_mean_of_log_weights",
+    ),
+    _mistake(
+        "iwae_missing_log_k", "iwae_bound",
+        "logsumexp without the -log K (generative-tf #1, tfp #189)",
+        _iwae("""
+            return torch.logsumexp(log_weights, dim=0)
+        """),
+        hint="iwae_missing_log_k",
+    ),
+    _mistake(
+        "iwae_naive_log_mean_exp", "iwae_bound",
+        "log(mean(exp(w))): underflows to -inf when the log-weights are around -1e4",
+        _iwae("""
+            return torch.log(torch.exp(log_weights).mean(dim=0))
+        """),
+        hint="iwae_naive_log_mean_exp",
+    ),
+    _mistake(
+        "iwae_q_p_swapped", "iwae_bound",
+        "log q(z | x) added and log p(z) subtracted: the weights are inverted in z",
+        _iwae("""
+            return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+        """, log_weights="""
+            zeros = torch.zeros_like(z)
+            log_weights = (
+                bernoulli_log_likelihood(x, logits)
+                + gaussian_log_density(z, mu, logvar)
+                - gaussian_log_density(z, zeros, zeros)
+            )
+        """),
+        hint="iwae_q_p_swapped",
+    ),
+)
+
+# --------------------------------------------------------------------------------- VAE
+# Each VAE mistake is the reference class with one method or layer changed.
+_VAE_INIT = """
+    def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
+        super().__init__()
+        self.z_dim = z_dim
+        self.encoder = nn.Sequential(
+            nn.Linear(x_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, 2 * z_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(z_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, x_dim),
+        )
+"""
+_VAE_ENCODE = """
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar
+"""
+_VAE_DECODE = """
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+"""
+_VAE_FORWARD = """
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+"""
+_VAE_SAMPLE = """
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        z = torch.randn(n, self.z_dim, device=next(self.parameters()).device)
+        return torch.sigmoid(self.decode(z))
+"""
+
+
+def _vae(**methods: str) -> str:
+    parts = {"init": _VAE_INIT, "encode": _VAE_ENCODE, "decode": _VAE_DECODE,
+             "forward": _VAE_FORWARD, "sample": _VAE_SAMPLE}
+    unknown = set(methods) - set(parts)
+    if unknown:
+        raise ValueError(f"unknown VAE parts {sorted(unknown)}")
+    parts.update(methods)
+    body = "\n".join(textwrap.dedent(p).strip() + "\n" for p in parts.values())
+    return "class VAE(nn.Module):\n" + textwrap.indent(body, "    ")
+
+
+_VAE_MISTAKES = (
+    _mistake(
+        "vae_decoder_sigmoid", "VAE",
+        "decoder ends with nn.Sigmoid(), so probabilities are used as logits",
+        _vae(init="""
+            def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
+                super().__init__()
+                self.z_dim = z_dim
+                self.encoder = nn.Sequential(
+                    nn.Linear(x_dim, hidden_dim), nn.ReLU(),
+                    nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+                    nn.Linear(hidden_dim, 2 * z_dim),
+                )
+                self.decoder = nn.Sequential(
+                    nn.Linear(z_dim, hidden_dim), nn.ReLU(),
+                    nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+                    nn.Linear(hidden_dim, x_dim), nn.Sigmoid(),
+                )
+        """),
+        hint="vae_decoder_outputs_probabilities",
+    ),
+    _mistake(
+        "vae_softplus_logvar", "VAE",
+        "softplus on the log-variance head: logvar >= 0, so the posterior std is >= 1 (airc-rl-agent #43)",
+        _vae(encode="""
+            def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+                mu, h = self.encoder(x).chunk(2, dim=-1)
+                return mu, F.softplus(h)
+        """),
+    ),
+    _mistake(
+        "vae_forward_no_sampling", "VAE",
+        "forward decodes z = mu: no sampling, the loss is not an ELBO (pytorch/examples PR #419)",
+        _vae(forward="""
+            def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                mu, logvar = self.encode(x)
+                return self.decode(mu), mu, logvar
+        """),
+        hint="vae_forward_no_sampling",
+    ),
+    _mistake(
+        "vae_sample_returns_logits", "VAE",
+        "sample() returns the decoder's logits, not Bernoulli means in [0, 1]",
+        _vae(sample="""
+            @torch.no_grad()
+            def sample(self, n: int) -> Tensor:
+                z = torch.randn(n, self.z_dim)
+                return self.decode(z)
+        """),
+    ),
+    _mistake(
+        "vae_sample_uniform", "VAE",
+        "sample() draws z from torch.rand (uniform on [0, 1)) instead of the prior N(0, I)",
+        _vae(sample="""
+            @torch.no_grad()
+            def sample(self, n: int) -> Tensor:
+                z = torch.rand(n, self.z_dim)
+                return torch.sigmoid(self.decode(z))
+        """),
+        hint="vae_sample_not_prior",
+    ),
+    _mistake(
+        "vae_blind_encoder", "VAE",
+        "encoder ignores its input: mu and logvar come from a learned constant",
+        _vae(init="""
+            def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
+                super().__init__()
+                self.z_dim = z_dim
+                self.posterior = nn.Parameter(torch.zeros(2 * z_dim))
+                self.decoder = nn.Sequential(
+                    nn.Linear(z_dim, hidden_dim), nn.ReLU(),
+                    nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+                    nn.Linear(hidden_dim, x_dim),
+                )
+        """, encode="""
+            def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+                h = self.posterior.expand(x.shape[0], -1)
+                mu, logvar = h.chunk(2, dim=-1)
+                return mu, logvar
+        """),
+    ),
+    _mistake(
+        "vae_decode_flattens", "VAE",
+        "decode does z.view(-1, z_dim) and never restores the leading dims: (K, B, z) gives (K*B, x)",
+        _vae(decode="""
+            def decode(self, z: Tensor) -> Tensor:
+                z = z.view(-1, self.z_dim)
+                return self.decoder(z)
+        """),
+        hint="vae_decode_drops_leading_dims",
+    ),
+)
+
+MISTAKES: tuple[Variant, ...] = (
+    _KL_MISTAKES + _REPARAM_MISTAKES + _BLL_MISTAKES + _ELBO_MISTAKES
+    + _GLD_MISTAKES + _IWAE_MISTAKES + _VAE_MISTAKES
+)
+
+# ----------------------------------------------------------------------------- correct
+_CORRECT_DISTRIBUTIONS = Variant(
+    "correct_torch_distributions", None,
+    "the densities, KL and sampler written with torch.distributions (Normal, kl_divergence, "
+    "Bernoulli(logits=...), rsample)",
+    {
+        "gaussian_kl": _src("""
+            def gaussian_kl(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0):
+                from torch.distributions import Normal, kl_divergence
+                if not isinstance(mu_p, torch.Tensor):
+                    mu_p = torch.tensor(mu_p, dtype=mu_q.dtype, device=mu_q.device)
+                if not isinstance(logvar_p, torch.Tensor):
+                    logvar_p = torch.tensor(logvar_p, dtype=logvar_q.dtype, device=logvar_q.device)
+                q = Normal(mu_q, torch.exp(0.5 * logvar_q), validate_args=False)
+                p = Normal(mu_p, torch.exp(0.5 * logvar_p), validate_args=False)
+                return kl_divergence(q, p).sum(-1)
+        """),
+        "reparameterize": _src("""
+            def reparameterize(mu, logvar):
+                from torch.distributions import Normal
+                return Normal(mu, torch.exp(0.5 * logvar), validate_args=False).rsample()
+        """),
+        "bernoulli_log_likelihood": _src("""
+            def bernoulli_log_likelihood(x, logits):
+                from torch.distributions import Bernoulli
+                # validate_args=False: x may hold grey levels in [0, 1], not only 0 and 1
+                return Bernoulli(logits=logits, validate_args=False).log_prob(x).sum(-1)
+        """),
+        "gaussian_log_density": _src("""
+            def gaussian_log_density(z, mu, logvar):
+                from torch.distributions import Normal
+                return Normal(mu, torch.exp(0.5 * logvar), validate_args=False).log_prob(z).sum(-1)
+        """),
+    },
+)
+
+_CORRECT_FLOAT64 = Variant(
+    "correct_float64_inside", None,
+    "every function computes in float64 and casts the result back to its inputs' dtype",
+    {
+        "gaussian_kl": _src("""
+            def gaussian_kl(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0):
+                dtype = _result_dtype(mu_q, logvar_q, mu_p, logvar_p)
+                mq, lq = mu_q.double(), logvar_q.double()
+                mp = torch.as_tensor(mu_p, device=mu_q.device).double()
+                lp = torch.as_tensor(logvar_p, device=mu_q.device).double()
+                kl = 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1)
+                return kl.sum(dim=-1).to(dtype)
+        """),
+        "reparameterize": _src("""
+            def reparameterize(mu, logvar):
+                dtype = _result_dtype(mu, logvar)
+                shape = torch.broadcast_shapes(mu.shape, logvar.shape)
+                eps = torch.randn(shape, dtype=torch.float64, device=mu.device)
+                return (mu.double() + torch.exp(0.5 * logvar.double()) * eps).to(dtype)
+        """),
+        "bernoulli_log_likelihood": _src("""
+            def bernoulli_log_likelihood(x, logits):
+                dtype = _result_dtype(x, logits)
+                l = logits.double()
+                return (x.double() * l - F.softplus(l)).sum(dim=-1).to(dtype)
+        """),
+        "elbo": _src("""
+            def elbo(x, logits, mu, logvar, beta=1.0):
+                dtype = _result_dtype(x, logits, mu, logvar)
+                rec = bernoulli_log_likelihood(x, logits).double()
+                kl = gaussian_kl(mu, logvar).double()
+                return (rec - beta * kl).to(dtype)
+        """),
+        "gaussian_log_density": _src("""
+            def gaussian_log_density(z, mu, logvar):
+                dtype = _result_dtype(z, mu, logvar)
+                z, mu, logvar = z.double(), mu.double(), logvar.double()
+                out = -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 * torch.exp(-logvar))
+                return out.sum(dim=-1).to(dtype)
+        """),
+        "iwae_bound": _src("""
+            def iwae_bound(x, logits, z, mu, logvar):
+                dtype = _result_dtype(x, logits, z, mu, logvar)
+                x, logits, z = x.double(), logits.double(), z.double()
+                mu, logvar = mu.double(), logvar.double()
+                log_w = (bernoulli_log_likelihood(x, logits)
+                         + gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+                         - gaussian_log_density(z, mu, logvar))
+                return (torch.logsumexp(log_w, dim=0) - math.log(z.shape[0])).to(dtype)
+        """),
+    },
+    extra=_src("""
+        def _result_dtype(*args):
+            dtype = None
+            for a in args:
+                if isinstance(a, torch.Tensor):
+                    dtype = a.dtype if dtype is None else torch.promote_types(dtype, a.dtype)
+            return dtype
+    """),
+)
+
+_CORRECT_ALGEBRA = Variant(
+    "correct_alternative_algebra", None,
+    "equivalent algebra: -1/2 sum(1 + log ratio - ...) KL, BCE-with-logits, manual log-sum-exp",
+    {
+        "gaussian_kl": _src("""
+            def gaussian_kl(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0):
+                if not torch.is_tensor(logvar_p):
+                    logvar_p = torch.tensor(logvar_p, dtype=logvar_q.dtype, device=logvar_q.device)
+                log_ratio = logvar_q - logvar_p
+                return -0.5 * torch.sum(
+                    1 + log_ratio - (mu_q - mu_p).pow(2) * torch.exp(-logvar_p) - log_ratio.exp(),
+                    dim=-1,
+                )
+        """),
+        "reparameterize": _src("""
+            def reparameterize(mu, logvar):
+                std = (0.5 * logvar).exp()
+                eps = torch.randn(torch.broadcast_shapes(mu.shape, std.shape),
+                                  dtype=std.dtype, device=std.device)
+                return torch.addcmul(mu, std, eps)
+        """),
+        "bernoulli_log_likelihood": _src("""
+            def bernoulli_log_likelihood(x, logits):
+                dtype = torch.promote_types(x.dtype, logits.dtype)
+                logits, x = torch.broadcast_tensors(logits.to(dtype), x.to(dtype))
+                bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+                return -bce.sum(dim=-1)
+        """),
+        "elbo": _src("""
+            def elbo(x, logits, mu, logvar, beta=1.0):
+                kl = gaussian_kl(mu, logvar)
+                reconstruction = bernoulli_log_likelihood(x, logits)
+                return torch.sub(reconstruction, kl, alpha=beta)
+        """),
+        "gaussian_log_density": _src("""
+            def gaussian_log_density(z, mu, logvar):
+                scaled = (z - mu) * torch.exp(-0.5 * logvar)
+                log_sqrt_2pi = 0.5 * math.log(2 * math.pi)
+                return torch.sum(-0.5 * scaled ** 2 - 0.5 * logvar - log_sqrt_2pi, dim=-1)
+        """),
+        "iwae_bound": _src("""
+            def iwae_bound(x, logits, z, mu, logvar):
+                log_px_z = bernoulli_log_likelihood(x, logits)             # (K, B)
+                log_pz = gaussian_log_density(z, 0 * z, 0 * z)
+                log_qz = gaussian_log_density(z, mu, logvar)
+                log_w = log_px_z + log_pz - log_qz
+                m = log_w.max(dim=0, keepdim=True).values.detach()         # log-sum-exp trick
+                return m.squeeze(0) + torch.log(torch.exp(log_w - m).mean(dim=0))
+        """),
+    },
+)
+
+_CORRECT_ELU = Variant(
+    "correct_vae_elu_single_head", None,
+    "VAE with one ELU hidden layer and a single linear head for both mu and logvar",
+    {
+        "VAE": _src("""
+            class VAE(nn.Module):
+                def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
+                    super().__init__()
+                    self.z_dim = z_dim
+                    self.enc = nn.Sequential(nn.Linear(x_dim, hidden_dim), nn.ELU())
+                    self.head = nn.Linear(hidden_dim, 2 * z_dim)
+                    self.dec = nn.Sequential(nn.Linear(z_dim, hidden_dim), nn.ELU(),
+                                             nn.Linear(hidden_dim, x_dim))
+
+                def encode(self, x):
+                    h = self.head(self.enc(x))
+                    return h[..., :self.z_dim], h[..., self.z_dim:]
+
+                def decode(self, z):
+                    return self.dec(z)
+
+                def forward(self, x):
+                    mu, logvar = self.encode(x)
+                    z = reparameterize(mu, logvar)
+                    return self.decode(z), mu, logvar
+
+                def sample(self, n):
+                    with torch.no_grad():
+                        z = torch.randn(n, self.z_dim)
+                        return torch.sigmoid(self.decode(z))
+        """),
+    },
+)
+
+_CORRECT_CONV = Variant(
+    "correct_vae_conv_encoder", None,
+    "VAE with a small conv-net encoder (input padded to a square image, two 3x3 convs) "
+    "and an MLP decoder",
+    {
+        "VAE": _src("""
+            class VAE(nn.Module):
+                def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
+                    super().__init__()
+                    self.x_dim, self.z_dim = x_dim, z_dim
+                    self.side = math.ceil(math.sqrt(x_dim))        # 8 for the 8x8 digits
+                    self.conv = nn.Sequential(
+                        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.Flatten(),
+                    )
+                    conv_out = 16 * ((self.side + 1) // 2) ** 2
+                    self.fc = nn.Sequential(nn.Linear(conv_out, hidden_dim), nn.ReLU(),
+                                            nn.Linear(hidden_dim, 2 * z_dim))
+                    self.decoder = nn.Sequential(
+                        nn.Linear(z_dim, hidden_dim), nn.ReLU(),
+                        nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+                        nn.Linear(hidden_dim, x_dim),
+                    )
+
+                def encode(self, x):
+                    pad = self.side * self.side - self.x_dim
+                    img = F.pad(x, (0, pad)).reshape(-1, 1, self.side, self.side)
+                    h = self.fc(self.conv(img)).reshape(*x.shape[:-1], 2 * self.z_dim)
+                    mu, logvar = torch.chunk(h, 2, dim=-1)
+                    return mu, logvar
+
+                def decode(self, z):
+                    return self.decoder(z)
+
+                def forward(self, x):
+                    mu, logvar = self.encode(x)
+                    z = reparameterize(mu, logvar)
+                    return self.decode(z), mu, logvar
+
+                @torch.no_grad()
+                def sample(self, n):
+                    z = torch.randn(n, self.z_dim)
+                    return self.decode(z).sigmoid()
+        """),
+    },
+)
+
+_CORRECT_CHATTY = Variant(
+    "correct_with_prints_and_helpers", None,
+    "extra helper functions, module-level prints, prints inside functions and a "
+    "self.reparameterize method that calls the global reparameterize",
+    {
+        "bernoulli_log_likelihood": _src("""
+            def bernoulli_log_likelihood(x, logits):
+                # log sigmoid(l) and log(1 - sigmoid(l)) = log sigmoid(-l), both stable
+                per_pixel = x * log_sigmoid(logits) + (1 - x) * log_sigmoid(-logits)
+                return per_pixel.sum(-1)
+        """),
+        "elbo": _src("""
+            def elbo(x, logits, mu, logvar, beta=1.0):
+                rec = bernoulli_log_likelihood(x, logits)
+                kl = gaussian_kl(mu, logvar)
+                if DEBUG:
+                    print("rec", rec.mean().item(), "kl", kl.mean().item())
+                return rec - beta * kl
+        """),
+        "gaussian_log_density": _src("""
+            def gaussian_log_density(z, mu, logvar):
+                print("gaussian_log_density called with shapes", tuple(z.shape), tuple(mu.shape))
+                return log_normal_per_dim(z, mu, logvar).sum(-1)
+        """),
+        "iwae_bound": _src("""
+            def iwae_bound(x, logits, z, mu, logvar):
+                log_w = (bernoulli_log_likelihood(x, logits)
+                         + gaussian_log_density(z, torch.zeros_like(mu), torch.zeros_like(logvar))
+                         - gaussian_log_density(z, mu, logvar))
+                print("log-weights:", log_w.shape)
+                return log_mean_exp(log_w, dim=0)
+        """),
+        "VAE": _src("""
+            class VAE(nn.Module):
+                def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
+                    super().__init__()
+                    print(f"building VAE x_dim={x_dim} z_dim={z_dim} hidden_dim={hidden_dim}")
+                    self.z_dim = z_dim
+                    self.encoder = mlp(x_dim, hidden_dim, 2 * z_dim)
+                    self.decoder = mlp(z_dim, hidden_dim, x_dim)
+
+                def encode(self, x):
+                    out = self.encoder(x)
+                    return out[:, :self.z_dim], out[:, self.z_dim:]
+
+                def reparameterize(self, mu, logvar):
+                    return reparameterize(mu, logvar)
+
+                def decode(self, z):
+                    return self.decoder(z)
+
+                def forward(self, x):
+                    mu, logvar = self.encode(x)
+                    z = self.reparameterize(mu, logvar)
+                    return self.decode(z), mu, logvar
+
+                def sample(self, n):
+                    with torch.no_grad():
+                        device = next(self.parameters()).device
+                        return torch.sigmoid(self.decode(torch.randn(n, self.z_dim, device=device)))
+        """),
+    },
+    extra=_src("""
+        DEBUG = False
+        print("my VAE solutions loaded, torch", torch.__version__)
+
+
+        def log_sigmoid(t):
+            return F.logsigmoid(t)
+
+
+        def log_normal_per_dim(z, mu, logvar):
+            return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())
+
+
+        def log_mean_exp(t, dim):
+            return torch.logsumexp(t, dim=dim) - math.log(t.shape[dim])
+
+
+        def mlp(n_in, n_hidden, n_out):
+            return nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(),
+                                 nn.Linear(n_hidden, n_hidden), nn.ReLU(),
+                                 nn.Linear(n_hidden, n_out))
+
+
+        if __name__ == "__main__":
+            print(gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3)))
+        print("self-check KL(0, 0) =", gaussian_kl(torch.zeros(1, 2), torch.zeros(1, 2)).item())
+    """),
+)
+
+_CORRECT_LAYERNORM = Variant(
+    "correct_vae_layernorm_deep", None,
+    "VAE honouring hidden_dim with LayerNorm and a third, smaller hidden layer",
+    {
+        "VAE": _src("""
+            class VAE(nn.Module):
+                def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
+                    super().__init__()
+                    self.z_dim = z_dim
+                    small = max(hidden_dim // 2, 1)
+
+                    def tower(n_in, n_out):
+                        return nn.Sequential(
+                            nn.Linear(n_in, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(),
+                            nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(),
+                            nn.Linear(hidden_dim, small), nn.ReLU(),
+                            nn.Linear(small, n_out),
+                        )
+
+                    self.encoder = tower(x_dim, 2 * z_dim)
+                    self.decoder = tower(z_dim, x_dim)
+
+                def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+                    h = self.encoder(x)
+                    return h[..., :self.z_dim], h[..., self.z_dim:]
+
+                def decode(self, z: Tensor) -> Tensor:
+                    return self.decoder(z)
+
+                def forward(self, x: Tensor):
+                    mu, logvar = self.encode(x)
+                    return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+                @torch.no_grad()
+                def sample(self, n: int) -> Tensor:
+                    p = next(self.parameters())
+                    z = torch.randn(n, self.z_dim, device=p.device, dtype=p.dtype)
+                    return torch.sigmoid(self.decode(z))
+        """),
+    },
+)
+
+CORRECT: tuple[Variant, ...] = (
+    _CORRECT_DISTRIBUTIONS, _CORRECT_FLOAT64, _CORRECT_ALGEBRA, _CORRECT_ELU, _CORRECT_CONV,
+    _CORRECT_CHATTY, _CORRECT_LAYERNORM,
+)
+ALL: tuple[Variant, ...] = MISTAKES + CORRECT
+
+
+def reference_source() -> str:
+    return REFERENCE_PATH.read_text()
+
+
+def top_level_spans(source: str) -> dict[str, tuple[int, int]]:
+    """Name -> (first line, last line), 1-based and inclusive, of each top-level def / class."""
+    spans = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            spans[node.name] = (start, node.end_lineno)
+    return spans
+
+
+def build_source(variant: Variant) -> str:
+    """The reference module with the variant's definitions replaced and its extra code appended."""
+    source = reference_source()
+    spans = top_level_spans(source)
+    missing = sorted(set(variant.replaces) - set(spans))
+    if missing:
+        raise KeyError(
+            f"variant {variant.name!r} replaces {missing}, which are not top-level definitions "
+            f"of {REFERENCE_PATH}; there are: {sorted(spans)}"
+        )
+    lines = source.splitlines(keepends=True)
+    for name in sorted(variant.replaces, key=lambda n: spans[n][0], reverse=True):
+        start, end = spans[name]
+        new = variant.replaces[name].rstrip("\n") + "\n"
+        lines[start - 1:end] = [new]
+    text = "".join(lines)
+    if variant.extra:
+        text = text.rstrip("\n") + "\n\n\n" + variant.extra.rstrip("\n") + "\n"
+    return text
+
+
+def write_submissions(directory: Path, variants: Iterable[Variant] = ALL) -> list[Path]:
+    """Write `<name>.py` for each variant into `directory`; returns the paths written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for variant in variants:
+        path = directory / f"{variant.name}.py"
+        path.write_text(build_source(variant))
+        paths.append(path)
+    return paths
