@@ -1,0 +1,241 @@
+"""`vae-assignment release`: the student release, built with nbgrader, and a zip of it.
+
+Steps, in order:
+1. an nbgrader course directory in a temporary folder: nbgrader_config.py, the source
+   notebook (reference solutions inside, from notebook.py) and the public files;
+2. `nbgrader generate_assignment` (run in its own process with this Python, so the user's
+   own nbgrader or a stale in-process state never takes part);
+3. a last check that no solution or hidden-test marker survived;
+4. OUT/vae/ (the release plus requirements.txt), OUT/vae.zip, and OUT/course/ (kept for
+   `nbgrader autograde`: it has source/ and the gradebook).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from assignment.notebook import ASSIGNMENT, ROOT, SOURCE_NOTEBOOK_NAME, build_notebook
+
+COURSE_ID = "vae-course"
+PUBLIC_DIR = ROOT / "assignment" / "public"
+# Project-only files in public/ that must not ship (public/ is also a Python package here).
+_NOT_SHIPPED = {"__pycache__", "__init__.py", ".ipynb_checkpoints"}
+FORBIDDEN_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+REQUIREMENTS = "\n".join([
+    "torch>=2.0",
+    "numpy>=1.24",
+    "matplotlib>=3.7",
+    "jupyter>=1.0",
+]) + "\n"
+NBGRADER_CONFIG = f'c = get_config()  # noqa: F821 (nbgrader defines it)\nc.CourseDirectory.course_id = "{COURSE_ID}"\n'
+LOG_TAIL_LINES = 40
+
+
+class ReleaseError(Exception):
+    """A short message saying what went wrong; `log` holds the full detail (nbgrader's log)."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+def public_files(public_dir: Path = PUBLIC_DIR) -> list[Path]:
+    """The files shipped beside the notebook (vae_course.py, vae_checks.py, data, ...)."""
+    return sorted(path for path in public_dir.iterdir()
+                  if path.name not in _NOT_SHIPPED and not path.name.endswith(".pyc"))
+
+
+def write_course(course: Path, notebook: NotebookNode) -> None:
+    """An nbgrader course directory with the source notebook and the public files."""
+    source = course / "source" / ASSIGNMENT
+    source.mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text(NBGRADER_CONFIG)
+    nbformat.write(notebook, source / SOURCE_NOTEBOOK_NAME)
+    for path in public_files():
+        if path.is_dir():
+            shutil.copytree(path, source / path.name, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+        else:
+            shutil.copy2(path, source / path.name)
+
+
+def generate_assignment(course: Path) -> Path:
+    """Run `nbgrader generate_assignment` in `course`; the released assignment folder."""
+    command = [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force",
+               f"--CourseDirectory.root={course}"]
+    # nbgrader's gradebook runs the `alembic` command: it must be this environment's, which
+    # is not on PATH when this Python is called by its path without activating the venv.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PATH=path, PYTHONWARNINGS="ignore")
+    done = subprocess.run(command, cwd=course, env=env, capture_output=True, text=True)
+    log = (done.stdout + done.stderr).strip()
+    released = course / "release" / ASSIGNMENT
+    if done.returncode != 0:
+        raise ReleaseError(f"nbgrader generate_assignment failed (exit {done.returncode})", log)
+    if not (released / SOURCE_NOTEBOOK_NAME).is_file():
+        raise ReleaseError(f"nbgrader generate_assignment wrote no {SOURCE_NOTEBOOK_NAME}", log)
+    return released
+
+
+def find_markers(folder: Path) -> list[str]:
+    """'file: marker' for every solution/hidden-test marker left in the files of `folder`."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            found += [f"{path.relative_to(folder)}: {marker}"
+                      for marker in FORBIDDEN_MARKERS if marker in text]
+    return found
+
+
+def zip_folder(folder: Path, archive: Path) -> None:
+    """`archive` holding `folder` itself (so it unpacks to folder.name/), files sorted."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, Path(folder.name) / path.relative_to(folder))
+
+
+def _replace(source: Path, target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def build_release(out_dir: Path, text: str | None = None) -> Path:
+    """Build OUT/vae/, OUT/vae.zip and OUT/course/ from notebook.md (or `text`); OUT/vae.
+
+    Everything is built in a temporary folder first, so a failed build leaves `out_dir`
+    as it was.
+    """
+    out_dir = Path(out_dir)
+    notebook = build_notebook(text)
+    with tempfile.TemporaryDirectory(prefix="vae-release-") as tmp:
+        course = Path(tmp) / "course"
+        write_course(course, notebook)
+        released = generate_assignment(course)
+        (released / "requirements.txt").write_text(REQUIREMENTS)
+        leaks = find_markers(released)
+        if leaks:
+            raise ReleaseError("the release still holds solution or hidden-test markers",
+                               "\n".join(leaks))
+        archive = Path(tmp) / f"{ASSIGNMENT}.zip"
+        zip_folder(released, archive)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _replace(released, out_dir / ASSIGNMENT)
+        _replace(archive, out_dir / archive.name)
+        _replace(course, out_dir / "course")
+    return out_dir / ASSIGNMENT
+
+
+def main_release(out: Path) -> int:
+    """The `vae-assignment release` command: 0 on success, 1 with a short error otherwise."""
+    try:
+        release = build_release(out)
+    except ReleaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.log:
+            tail = error.log.splitlines()[-LOG_TAIL_LINES:]
+            print("\n".join("  " + line for line in tail), file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as error:  # a malformed notebook.md, an unwritable OUT
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"release: {release}")
+    print(f"zip: {release.parent / (ASSIGNMENT + '.zip')}")
+    print(f"nbgrader course directory (for autograde): {release.parent / 'course'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- execution
+
+
+class NotebookExecutionError(Exception):
+    """A cell failed; the message names the cell, `traceback` holds the kernel's traceback."""
+
+    def __init__(self, message: str, traceback: str = ""):
+        super().__init__(message)
+        self.traceback = traceback
+
+
+def _this_python_kernel_manager_class() -> type:
+    """A kernel manager whose kernel is this very Python, not a python3 spec found elsewhere."""
+    from ipykernel.kernelspec import get_kernel_dict
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ThisPythonKernelManager(AsyncKernelManager):
+        # IPC sockets: private to this machine, and no "running over TCP" warning (not on Windows).
+        transport = "tcp" if os.name == "nt" else "ipc"
+
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return KernelSpec(resource_dir="", **get_kernel_dict())
+
+    return ThisPythonKernelManager
+
+
+def execute_notebook(path: Path, cwd: Path, timeout: int = 600) -> NotebookNode:
+    """Run every cell of the notebook at `path` in a fresh kernel started in `cwd`.
+
+    `timeout` is per cell, in seconds. The kernel runs this Python, sees only `cwd` (not the
+    project: PYTHONPATH is dropped) and draws with matplotlib's Agg backend. Raises
+    NotebookExecutionError naming the first cell that failed or timed out.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    current = {"index": -1}
+
+    def on_cell_start(cell: NotebookNode, cell_index: int) -> None:
+        current["index"] = cell_index
+
+    client = NotebookClient(nb, kernel_manager_class=_this_python_kernel_manager_class(),
+                            timeout=timeout, on_cell_start=on_cell_start,
+                            resources={"metadata": {"path": str(cwd)}})
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["MPLBACKEND"] = "Agg"
+    try:
+        client.execute(env=env, cwd=str(cwd))
+    except (CellExecutionError, CellTimeoutError) as error:
+        label = _cell_label(nb, current["index"])
+        detail = str(error).strip()
+        if isinstance(error, CellExecutionError):
+            summary = f"{error.ename}: {error.evalue}"
+        else:
+            summary = f"timed out after {timeout} s"
+        raise NotebookExecutionError(f"{path.name}: cell {label} failed: {summary}",
+                                     detail) from None
+    return nb
+
+
+def _cell_label(nb: NotebookNode, index: int) -> str:
+    """The cell's grade_id, or its number counted from 1."""
+    if not 0 <= index < len(nb.cells):
+        return "?"
+    return nb.cells[index].metadata.get("nbgrader", {}).get("grade_id") or str(index + 1)
+
+
+def execute_source_notebook(work_dir: Path, timeout: int = 600) -> NotebookNode:
+    """Write the source notebook (reference solutions in) beside the public files, run it."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for path in public_files():
+        _replace(path, work_dir / path.name)
+    notebook_path = work_dir / SOURCE_NOTEBOOK_NAME
+    nbformat.write(build_notebook(), notebook_path)
+    return execute_notebook(notebook_path, work_dir, timeout=timeout)
