@@ -1,0 +1,98 @@
+"""The `vae-assignment` command: release, grade, validate, demo."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from autograder.worker_client import Limits
+
+EXIT_OK, EXIT_GRADER_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vae-assignment", description="The VAE assignment: release, grade, validate.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    release = commands.add_parser("release", help="build the student release with nbgrader")
+    release.add_argument("--out", type=Path, default=Path("release"), help="output folder (default: ./release)")
+
+    grade = commands.add_parser("grade", help="grade submissions (.ipynb / .py files or folders of them)")
+    grade.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    grade.add_argument("--json", type=Path, help="write every record as JSON (format in README.md)")
+    grade.add_argument("--csv", type=Path, help="write a gradebook: a row per student, a column per problem")
+    grade.add_argument("--gradescope", type=Path, help="write Gradescope's results.json (one submission only)")
+    grade.add_argument("--jobs", type=int, default=2, help="submissions graded in parallel (default: 2)")
+    grade.add_argument("--call-timeout", type=float, default=Limits.call_seconds, help="seconds per call of student code")
+    grade.add_argument("--submission-timeout", type=float, default=Limits.submission_seconds, help="seconds per submission")
+    grade.add_argument("--memory-mb", type=int, default=Limits.memory_bytes // 2**20, help="address-space limit of a worker")
+
+    validate = commands.add_parser("validate", help="check the grader against the reference, stubs and the mistake catalogue")
+    validate.add_argument("--jobs", type=int, default=2)
+
+    demo = commands.add_parser("demo", help="build the release, run the solution notebook, grade examples")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"))
+    return parser
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from autograder import outputs
+    from autograder.batch import grade_all
+    from autograder.collect import find_submissions
+
+    submissions = find_submissions(args.paths)
+    if not submissions:
+        print(f"no submissions (.ipynb or .py) found under {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.gradescope and len(submissions) != 1:
+        print("--gradescope writes one submission's results.json: give exactly one submission", file=sys.stderr)
+        return EXIT_USAGE
+    limits = Limits(call_seconds=args.call_timeout, submission_seconds=args.submission_timeout,
+                    memory_bytes=args.memory_mb * 2**20)
+    started = time.perf_counter()
+    records, seconds = grade_all(submissions, jobs=max(1, args.jobs), limits=limits)
+    elapsed = time.perf_counter() - started
+    if args.json:
+        outputs.write_json(args.json, records)
+    if args.csv:
+        outputs.write_csv(args.csv, records)
+    if args.gradescope:
+        outputs.write_gradescope(args.gradescope, records[0], seconds[0])
+    print(outputs.summary_table(records))
+    print(f"graded {len(records)} submission(s) in {elapsed:.1f} s with {args.jobs} job(s)")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from autograder.collect import UsageError
+
+    try:
+        if args.command == "release":
+            from assignment.release import main_release
+            return main_release(args.out)
+        if args.command == "grade":
+            return _grade(args)
+        if args.command == "validate":
+            from autograder.validate import run_validation
+            return run_validation(jobs=args.jobs)
+        from autograder.demo import run_demo
+        return run_demo(args.out)
+    except UsageError as error:
+        print(f"vae-assignment {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"vae-assignment {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the grader's own failure: short message, detail in a log
+        log = Path(tempfile.gettempdir()) / "vae-assignment-error.log"
+        log.write_text(traceback.format_exc())
+        print(f"vae-assignment {args.command} failed: {type(error).__name__}: {error}\n(full traceback in {log})", file=sys.stderr)
+        return EXIT_GRADER_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Settings shared by the hidden tests: a derandomized hypothesis profile and the points marker.
+
+Derandomized with fixed example counts and no deadline: every submission sees the same inputs
+in the same order, and no result depends on timing.
+"""
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "grading",
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    database=None,
+    print_blob=False,
+    suppress_health_check=list(HealthCheck),
+)
+settings.load_profile("grading")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "points(n): the points a hidden test is worth")

@@ -1,0 +1,75 @@
+"""What the hidden tests share: reference values in float64 and the two standard comparisons."""
+from __future__ import annotations
+
+import torch
+
+from autograder.feedback import expect_close, expect_tensor, failure, show_inputs
+from autograder.worker_client import Student, StudentError, WorkerFailure
+
+
+def as_float64(value):
+    return value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+
+def reference_value(fn, args: tuple, kwargs: dict | None = None) -> torch.Tensor:
+    """The reference's output, computed in float64 and returned in the inputs' dtype."""
+    dtype = args[0].dtype
+    result = fn(*map(as_float64, args), **{k: as_float64(v) for k, v in (kwargs or {}).items()})
+    return result.to(dtype)
+
+
+def reference_gradients(fn, args: tuple, grad_args: tuple[int, ...], grad_output: torch.Tensor) -> list[torch.Tensor]:
+    inputs = [as_float64(a).detach().clone().requires_grad_(i in grad_args) for i, a in enumerate(args)]
+    output = fn(*inputs)
+    grads = torch.autograd.grad(output, [inputs[i] for i in grad_args], grad_output.double())
+    return [g.to(args[0].dtype) for g in grads]
+
+
+def check_value(student: Student, problem: str, names: tuple[str, ...], args: tuple,
+                kwargs: dict | None = None, *, checked: str, reference, accepted=None) -> torch.Tensor:
+    """The student's `problem(*args, **kwargs)` equals the reference (or an accepted value)."""
+    got = student.call(problem, *args, **(kwargs or {}))["out"]
+    expected = reference_value(reference, args, kwargs)
+    expect_close(got, [expected, *(accepted or [])], checked=checked, problem=problem,
+                 names=names, args=args, kwargs=kwargs)
+    return got
+
+
+def check_gradients(student: Student, problem: str, names: tuple[str, ...], args: tuple,
+                    grad_args: tuple[int, ...], *, reference) -> None:
+    """Gradients of a random projection of the output reach every differentiable input."""
+    output_shape = reference_value(reference, args).shape
+    grad_output = torch.linspace(-1.0, 1.5, max(1, output_shape.numel()), dtype=args[0].dtype).reshape(output_shape)
+    reply = student.call(problem, *args, grad_args=grad_args, grad_output=grad_output)
+    expected = reference_gradients(reference, args, grad_args, grad_output)
+    inputs = show_inputs(names, args)
+    for index, got, want in zip(grad_args, reply["grads"], expected):
+        checked = f"the gradient of {problem} with respect to `{names[index]}`"
+        if got is None:
+            raise failure(checked, inputs, want, None,
+                          "no gradient reaches this argument: is it detached, or replaced by a new tensor?")
+        expect_close(got, want, checked=checked, problem=f"{problem}:grad", names=names, args=args)
+
+
+def check_dtype_follows(student: Student, problem: str, args: tuple, dtype: torch.dtype, names: tuple[str, ...]) -> torch.Tensor:
+    got = expect_tensor(student.call(problem, *args)["out"], problem, show_inputs(names, args))
+    if got.dtype != dtype:
+        raise failure(f"{problem} follows the dtype of its inputs", show_inputs(names, args),
+                      f"a {dtype} tensor", got,
+                      "a constant or a new tensor created without dtype= (e.g. torch.tensor(...), .float()) changes the dtype.")
+    return got
+
+
+def versions(student: Student, problem: str, args: tuple, *, reference) -> list[torch.Tensor]:
+    """The reference's value of `problem(*args)` and, when it differs and is usable, the student's.
+
+    Error carried forward: a problem that builds on another is graded against both, so a
+    correct combination of the student's own (wrong) parts keeps its points.
+    """
+    expected = reference_value(reference, args)
+    try:
+        own = student.call(problem, *args)["out"]
+    except (StudentError, WorkerFailure):
+        return [expected]
+    usable = type(own) is torch.Tensor and own.shape == expected.shape and not torch.equal(own, expected)
+    return [expected, own.to(expected.dtype)] if usable else [expected]

@@ -1,0 +1,147 @@
+"""Hidden tests of the `VAE` class (30 points).
+
+Every model request runs with a known-good `reparameterize` (and the training with a
+known-good loss) in place of the student's, so a wrong sampler or likelihood costs no points
+here: it is graded in its own problem.
+"""
+import pytest
+import torch
+
+from autograder import model_check
+from autograder.feedback import failure
+from autograder.mistakes import MISTAKES
+
+HINTS = {m.code: m for m in MISTAKES if m.problem == "VAE"}
+SIZES = [{"x_dim": 64, "z_dim": 2, "hidden_dim": 256}, {"x_dim": 12, "z_dim": 3, "hidden_dim": 16},
+         {"x_dim": 20, "z_dim": 5, "hidden_dim": 8}]
+ELBO_MARGIN = 2.5  # nats: legitimate architectures are within 1.3, a blind encoder 4.6 below
+ELBO_FLOOR_MARGIN = 6.0  # nats: a decoder whose logits are probabilities is about 23 below
+
+
+def inputs(rows: int, x_dim: int) -> torch.Tensor:
+    return (torch.arange(rows * x_dim).reshape(rows, x_dim) % 3 == 0).float()
+
+
+def expect_shape(value, shape, checked, kwargs, hint=None, mistake=None):
+    if type(value) is not torch.Tensor or tuple(value.shape) != tuple(shape):
+        raise failure(checked, f"VAE({', '.join(f'{k}={v}' for k, v in kwargs.items())})",
+                      f"a tensor of shape {tuple(shape)}", value, hint, mistake)
+
+
+def outputs(reply, count, method):
+    out = reply["out"]
+    if not isinstance(out, list) or len(out) != count:
+        raise failure(f"{method} returns {count} tensors", expected=f"{count} tensors", got=out)
+    return out
+
+
+@pytest.mark.points(3)
+def test_constructor_and_encode(student):
+    """VAE(x_dim, z_dim, hidden_dim) builds for several sizes; encode gives (batch, z_dim) mu and logvar."""
+    for kwargs in SIZES:
+        model = student.new_model(**kwargs)
+        mu, logvar = outputs(student.model_call(model, "encode", inputs(7, kwargs["x_dim"])), 2, "encode(x)")
+        for name, value in (("mu", mu), ("logvar", logvar)):
+            expect_shape(value, (7, kwargs["z_dim"]), f"the shape of {name} from encode(x) with x of shape (7, {kwargs['x_dim']})", kwargs)
+
+
+@pytest.mark.points(3)
+def test_decode_keeps_leading_dimensions(student):
+    """decode maps (..., z_dim) to (..., x_dim) logits, keeping every leading dimension."""
+    for kwargs in SIZES[1:]:
+        model = student.new_model(**kwargs)
+        for lead in [(4,), (3, 5)]:
+            z = torch.linspace(-2, 2, torch.Size(lead).numel() * kwargs["z_dim"]).reshape(*lead, kwargs["z_dim"])
+            logits = student.model_call(model, "decode", z)["out"]
+            expect_shape(logits, (*lead, kwargs["x_dim"]), f"the shape of decode(z) for z of shape {tuple(z.shape)}",
+                         kwargs, mistake=HINTS["vae_decode_drops_leading_dims"] if len(lead) == 2 else None)
+
+
+@pytest.mark.points(4)
+def test_forward_is_encode_reparameterize_decode(student):
+    """forward(x) returns (logits, mu, logvar) = (decode(mu + exp(logvar / 2) * eps), *encode(x)) with z from reparameterize."""
+    kwargs = SIZES[1]
+    model, x = student.new_model(**kwargs), inputs(6, kwargs["x_dim"])
+    eps = torch.linspace(-1.5, 1.5, 6 * kwargs["z_dim"]).reshape(6, kwargs["z_dim"])
+    reply = student.model_call(model, "forward", x, eps=eps)
+    logits, mu, logvar = outputs(reply, 3, "forward(x)")
+    if not reply["reparameterize_called"]:
+        raise failure("that forward(x) draws z with `reparameterize(mu, logvar)`", "x of shape (6, 12)",
+                      "a call to reparameterize", "no call", mistake=HINTS["vae_forward_no_sampling"])
+    mu_e, logvar_e = outputs(student.model_call(model, "encode", x), 2, "encode(x)")
+    expected = student.model_call(model, "decode", mu_e + torch.exp(0.5 * logvar_e) * eps)["out"]
+    for name, got, want in (("mu", mu, mu_e), ("logvar", logvar, logvar_e), ("logits", logits, expected)):
+        if type(got) is not torch.Tensor or got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+            raise failure(f"that forward(x)'s {name} equals the one from encode -> reparameterize -> decode",
+                          "x of shape (6, 12) and fixed noise eps", want, got,
+                          "forward must return (logits, mu, logvar) in this order, with z = reparameterize(mu, logvar).")
+
+
+@pytest.mark.points(3)
+def test_gradients_reach_encoder_and_decoder(student):
+    """The reconstruction term's gradient reaches the decoder and, through z, the encoder."""
+    kwargs = SIZES[1]
+    model, x = student.new_model(**kwargs), inputs(6, kwargs["x_dim"])
+    eps = torch.linspace(-1.0, 1.0, 6 * kwargs["z_dim"]).reshape(6, kwargs["z_dim"])
+    reply = student.request("model_gradients", handle=model, x=x, eps=eps)
+    if not reply.get("parameters"):
+        raise failure("that the model has trainable parameters", expected="parameters", got="none")
+    reconstruction, encoder, decoder = reply["reconstruction"], reply["encoder"], reply["decoder"]
+    for part, mask in (("encoder", encoder & ~decoder), ("decoder", decoder)):
+        if not (reconstruction & mask).any():
+            raise failure(f"that the gradient of log p(x | z) reaches the {part}'s parameters",
+                          "x of shape (6, 12)", "non-zero gradients", "none",
+                          "is something detached (mu, logvar or z), or computed outside torch?")
+
+
+def trained(student):
+    x = model_check.heldout_data()
+    eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
+    return student.trained_model(model_check.MODEL_KWARGS, model_check.training_arguments(), eps)
+
+
+@pytest.mark.points(4)
+def test_sample_from_the_prior(student):
+    """sample(n) gives (n, x_dim) probabilities in [0, 1] decoded from z ~ N(0, I)."""
+    handle, _ = trained(student)
+    probs = student.model_call(handle, "sample", 4000)["out"]
+    expect_shape(probs, (4000, 64), "the shape of sample(4000)", model_check.MODEL_KWARGS)
+    if not torch.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+        raise failure("that sample(n) returns probabilities in [0, 1]", "n = 4000", "values in [0, 1]", probs,
+                      "apply torch.sigmoid to the decoder's logits.")
+    z = torch.randn(4000, 2, generator=torch.Generator().manual_seed(7))
+    reference_probs = torch.sigmoid(student.model_call(handle, "decode", z)["out"])
+    gap = (probs.mean(0) - reference_probs.mean(0)).abs().max()
+    if gap > 0.08:
+        raise failure("that the mean image of sample(4000) matches sigmoid(decode(z)) for z ~ N(0, I)",
+                      "4000 samples from the trained model", reference_probs.mean(0), probs.mean(0),
+                      mistake=HINTS["vae_sample_not_prior"])
+
+
+def check_heldout_elbo(student, margin):
+    _, reply = trained(student)
+    n, z_dim = len(model_check.heldout_data()), model_check.MODEL_KWARGS["z_dim"]
+    for name, shape in (("mu", (n, z_dim)), ("logvar", (n, z_dim)), ("logits", (model_check.EVALUATION_DRAWS, n, 64))):
+        expect_shape(reply[name], shape, f"the shape of the trained model's {name} on the held-out digits", model_check.MODEL_KWARGS)
+    got = model_check.heldout_elbo(reply["mu"], reply["logvar"], reply["logits"])
+    target = model_check.reference_heldout_elbo()
+    if not got >= target - margin:  # also fails for nan
+        hint = None
+        if reply["logits"].min() >= 0 and reply["logits"].max() <= 1:
+            hint = HINTS["vae_decoder_outputs_probabilities"].hint
+        raise failure(f"the held-out ELBO after {model_check.BUDGET.steps} Adam steps (batch {model_check.BUDGET.batch_size}) "
+                      f"is at least the reference's minus {margin} nats",
+                      "the 297 held-out digits", f"{target - margin:.2f} nats or more (reference {target:.2f})",
+                      f"{got:.2f} nats", hint)
+
+
+@pytest.mark.points(10)
+def test_heldout_elbo_close_to_reference(student):
+    """After the fixed training budget, the held-out ELBO is within 2.5 nats of the reference model's."""
+    check_heldout_elbo(student, ELBO_MARGIN)
+
+
+@pytest.mark.points(3)
+def test_heldout_elbo_reasonable(student):
+    """After the fixed training budget, the held-out ELBO is within 6 nats of the reference model's."""
+    check_heldout_elbo(student, ELBO_FLOOR_MARGIN)

@@ -1,0 +1,70 @@
+"""Hidden tests of `elbo` (10 points).
+
+Error carried forward: an `elbo` that correctly combines the student's own
+`bernoulli_log_likelihood` and `gaussian_kl` keeps its points even when those are wrong.
+"""
+import itertools
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autograder.feedback import expect_close
+from autograder.hidden_tests.strategies import binary_images, gaussians, tensors
+from autograder.hidden_tests.support import check_dtype_follows, reference_value, versions
+from solutions import vae as reference
+
+PROBLEM = "elbo"
+NAMES = ("x", "logits", "mu", "logvar", "beta")
+
+
+@st.composite
+def elbo_inputs(draw, *, samples: int = 0, dtype=torch.float32):
+    """(x, logits, mu, logvar); logits get a leading sample axis when samples > 0."""
+    batch, x_dim, z_dim = draw(st.integers(1, 5)), draw(st.integers(2, 6)), draw(st.integers(1, 3))
+    logits_shape = (samples, batch, x_dim) if samples else (batch, x_dim)
+    x = draw(binary_images((batch, x_dim), dtype=dtype))
+    logits = draw(tensors(logits_shape, low=-6, high=6, dtype=dtype))
+    return (x, logits, *draw(gaussians(shape=(batch, z_dim), dtype=dtype)))
+
+
+def check(student, args, beta, *, checked):
+    x, logits, mu, logvar = args
+    got = student.call(PROBLEM, *args, beta=beta)["out"]
+    expected = reference_value(reference.elbo, args, {"beta": beta})
+    accepted = [expected]
+    if not (type(got) is torch.Tensor and got.shape == expected.shape and torch.allclose(got.double(), expected.double(), rtol=1e-4, atol=1e-4)):
+        likelihoods = versions(student, "bernoulli_log_likelihood", (x, logits), reference=reference.bernoulli_log_likelihood)
+        kls = versions(student, "gaussian_kl", (mu, logvar), reference=reference.gaussian_kl)
+        accepted += [ll - beta * kl for ll, kl in itertools.product(likelihoods, kls)]
+    expect_close(got, accepted, checked=checked, problem=PROBLEM, names=NAMES, args=args, kwargs={"beta": beta})
+
+
+@pytest.mark.points(5)
+@given(args=elbo_inputs())
+def test_values(student, args):
+    """log p(x | z) - KL(q || N(0, I)) per example, with beta = 1."""
+    check(student, args, 1.0, checked="elbo(x, logits, mu, logvar) per example (beta = 1)")
+
+
+@pytest.mark.points(2)
+@given(args=elbo_inputs(), beta=st.sampled_from([0.0, 0.5, 4.0]))
+def test_beta(student, args, beta):
+    """beta weighs the KL term only."""
+    check(student, args, beta, checked=f"elbo with beta = {beta}: log p(x | z) - beta * KL")
+
+
+@pytest.mark.points(1)
+@given(args=elbo_inputs(samples=3))
+def test_no_reduction(student, args):
+    """No reduction over the batch: logits with a sample axis give a (K, batch) result."""
+    check(student, args, 1.0, checked="the result keeps every batch axis (no mean or sum over examples)")
+
+
+@pytest.mark.points(2)
+@given(args=elbo_inputs(dtype=torch.float64))
+def test_float64(student, args):
+    """float64 inputs give a float64 result at float64 precision."""
+    check_dtype_follows(student, PROBLEM, args, torch.float64, NAMES)
+    check(student, args, 1.0, checked="elbo in float64 (tolerance 1e-7)")

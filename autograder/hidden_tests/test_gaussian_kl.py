@@ -1,0 +1,79 @@
+"""Hidden tests of `gaussian_kl` (20 points)."""
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autograder.feedback import failure, show_inputs
+from autograder.hidden_tests.strategies import batch_shapes, gaussians, tensors
+from autograder.hidden_tests.support import check_dtype_follows, check_gradients, check_value
+from solutions import vae as reference
+
+PROBLEM = "gaussian_kl"
+NAMES = ("mu_q", "logvar_q", "mu_p", "logvar_p")
+
+
+def check(student, args, kwargs=None, *, checked):
+    return check_value(student, PROBLEM, NAMES, args, kwargs, checked=checked, reference=reference.gaussian_kl)
+
+
+@pytest.mark.points(5)
+@given(q=gaussians())
+def test_standard_normal_prior(student, q):
+    """KL(q || N(0, I)) with the default prior matches the closed form."""
+    check(student, q, checked="KL(q || N(0, I)) with the default prior arguments, summed over the last dimension")
+
+
+@pytest.mark.points(4)
+@given(data=st.data())
+def test_general_prior(student, data):
+    """KL(q || p) against a prior given by tensors mu_p, logvar_p."""
+    shape = data.draw(batch_shapes())
+    q, p = data.draw(gaussians(shape=shape)), data.draw(gaussians(shape=shape))
+    check(student, (*q, *p), checked="KL(q || p) with tensor prior arguments mu_p, logvar_p")
+
+
+@pytest.mark.points(2)
+@given(q=gaussians(), mu_p=st.sampled_from([-1.5, 0.5, 2.0]), logvar_p=st.sampled_from([-1.0, 0.7]))
+def test_float_prior_arguments(student, q, mu_p, logvar_p):
+    """mu_p and logvar_p given as Python floats."""
+    check(student, q, {"mu_p": mu_p, "logvar_p": logvar_p}, checked="KL(q || p) with Python floats as mu_p and logvar_p")
+
+
+@pytest.mark.points(2)
+@given(q=gaussians(dtype=torch.float64))
+def test_float64(student, q):
+    """float64 inputs give a float64 result at float64 precision."""
+    check_dtype_follows(student, PROBLEM, q, torch.float64, NAMES)
+    check(student, q, checked="KL(q || N(0, I)) computed in float64 (tolerance 1e-7)")
+
+
+@pytest.mark.points(3)
+@given(data=st.data())
+def test_broadcasting(student, data):
+    """Arguments of different shapes broadcast; the result drops only the last dimension."""
+    batch, z_dim = data.draw(st.integers(2, 4)), data.draw(st.integers(1, 3))
+    mu_q = data.draw(tensors((3, batch, z_dim)))
+    logvar_q = data.draw(tensors((batch, z_dim)))
+    mu_p, logvar_p = data.draw(tensors((z_dim,))), data.draw(tensors((1, z_dim)))
+    check(student, (mu_q, logvar_q, mu_p, logvar_p),
+          checked=f"broadcasting shapes {(3, batch, z_dim)}, {(batch, z_dim)}, {(z_dim,)}, {(1, z_dim)} to a ({3}, {batch}) result")
+
+
+@pytest.mark.points(3)
+@given(data=st.data())
+def test_gradients(student, data):
+    """Gradients with respect to mu_q, logvar_q, mu_p and logvar_p are right."""
+    shape = data.draw(batch_shapes(min_dims=2, max_dims=2))
+    q, p = data.draw(gaussians(shape=shape, dtype=torch.float64)), data.draw(gaussians(shape=shape, dtype=torch.float64))
+    check_gradients(student, PROBLEM, NAMES, (*q, *p), (0, 1, 2, 3), reference=reference.gaussian_kl)
+
+
+@pytest.mark.points(1)
+@given(q=gaussians())
+def test_zero_for_identical_distributions(student, q):
+    """KL(q || q) = 0 (and KL is never negative)."""
+    got = student.call(PROBLEM, *q, *q)["out"]
+    zero = torch.zeros(q[0].shape[:-1])
+    if type(got) is not torch.Tensor or got.shape != zero.shape or not torch.allclose(got.double(), zero.double(), atol=1e-4):
+        raise failure("KL(q || q) is zero", show_inputs(NAMES, (*q, *q)), zero, got)

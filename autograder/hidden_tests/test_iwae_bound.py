@@ -1,0 +1,94 @@
+"""Hidden tests of `iwae_bound` (10 points).
+
+Error carried forward: the bound is accepted when it is right with the reference's
+log-densities or with the student's own `gaussian_log_density` / `bernoulli_log_likelihood`.
+"""
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autograder.feedback import expect_close, failure, show_inputs
+from autograder.hidden_tests.strategies import binary_images, gaussians, tensors
+from autograder.hidden_tests.support import check_dtype_follows, reference_value, versions
+from solutions import vae as reference
+
+PROBLEM = "iwae_bound"
+NAMES = ("x", "logits", "z", "mu", "logvar")
+
+
+@st.composite
+def iwae_inputs(draw, *, samples=None, dtype=torch.float32):
+    samples = samples or draw(st.integers(2, 6))
+    batch, x_dim, z_dim = draw(st.integers(1, 4)), draw(st.integers(2, 6)), draw(st.integers(1, 3))
+    x = draw(binary_images((batch, x_dim), dtype=dtype))
+    logits = draw(tensors((samples, batch, x_dim), low=-6, high=6, dtype=dtype))
+    z = draw(tensors((samples, batch, z_dim), dtype=dtype))
+    return (x, logits, z, *draw(gaussians(shape=(batch, z_dim), dtype=dtype, logvar_range=2.0)))
+
+
+def accepted_bounds(student, args) -> list[torch.Tensor]:
+    """The bound with each mix of reference and the student's own log-densities."""
+    x, logits, z, mu, logvar = args
+    zeros = torch.zeros_like(z)
+    likelihoods = versions(student, "bernoulli_log_likelihood", (x, logits), reference=reference.bernoulli_log_likelihood)
+    priors = versions(student, "gaussian_log_density", (z, zeros, zeros), reference=reference.gaussian_log_density)
+    posteriors = versions(student, "gaussian_log_density", (z, mu, logvar), reference=reference.gaussian_log_density)
+    samples = z.shape[0]
+    return [
+        torch.logsumexp((ll + prior - post).double(), dim=0).to(z.dtype) - math.log(samples)
+        for ll, prior, post in itertools.product(likelihoods, priors, posteriors)
+    ]
+
+
+def check(student, args, *, checked):
+    got = student.call(PROBLEM, *args)["out"]
+    expected = reference_value(reference.iwae_bound, args)
+    close = type(got) is torch.Tensor and got.shape == expected.shape and torch.allclose(got.double(), expected.double(), rtol=1e-4, atol=1e-4)
+    accepted = [expected] if close else [expected, *accepted_bounds(student, args)[1:]]
+    expect_close(got, accepted, checked=checked, problem=PROBLEM, names=NAMES, args=args)
+
+
+@pytest.mark.points(5)
+@given(args=iwae_inputs())
+def test_values(student, args):
+    """log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x) for K between 2 and 6."""
+    check(student, args, checked="the K-sample importance-weighted bound")
+
+
+@pytest.mark.points(1)
+@given(args=iwae_inputs(samples=1))
+def test_single_sample(student, args):
+    """With K = 1 the bound is the single-sample ELBO with the Monte Carlo KL."""
+    check(student, args, checked="the bound with K = 1: log p(x | z) + log p(z) - log q(z | x)")
+
+
+@pytest.mark.points(2)
+def test_stable_for_very_negative_log_weights(student):
+    """Finite when every log-weight is around -1e4 (no underflow of exp to zero)."""
+    x = torch.ones(2, 4)
+    logits = torch.full((3, 2, 4), -2500.0) + torch.arange(3.0).reshape(3, 1, 1)
+    z, mu, logvar = torch.zeros(3, 2, 2), torch.zeros(2, 2), torch.zeros(2, 2)
+    check(student, (x, logits, z, mu, logvar), checked="stability with log-weights near -1e4 (use logsumexp)")
+
+
+@pytest.mark.points(1)
+@given(args=iwae_inputs(dtype=torch.float64))
+def test_float64(student, args):
+    """float64 inputs give a float64 result of shape (batch,)."""
+    check_dtype_follows(student, PROBLEM, args, torch.float64, NAMES)
+    check(student, args, checked="the bound in float64")
+
+
+@pytest.mark.points(1)
+def test_gradients_reach_encoder_outputs(student):
+    """Gradients flow to logits, mu and logvar."""
+    args = (torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([[[0.5, -1.0, 2.0]], [[1.0, 0.0, -1.0]]]),
+            torch.tensor([[[0.3, -0.2]], [[1.0, 0.5]]]), torch.tensor([[0.1, 0.2]]), torch.tensor([[0.0, -0.5]]))
+    grads = student.call(PROBLEM, *args, grad_args=(1, 3, 4))["grads"]
+    if any(g is None or not torch.isfinite(g).all() or not g.abs().sum() > 0 for g in grads):
+        raise failure("that gradients reach logits, mu and logvar", show_inputs(NAMES, args), "finite non-zero gradients", grads,
+                      "the bound must stay differentiable: no .detach(), .item() or numpy inside.")

@@ -1,0 +1,65 @@
+"""The model check: train a VAE on the digits for a fixed budget and score its held-out ELBO.
+
+The student's model trains in the worker with known-good sampling and loss (error carried
+forward); it sends back only the encoder's and decoder's outputs on the held-out set for
+fixed noise, and the ELBO is computed here with the reference. The reference model is
+trained once per grading process under the same budget.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import torch
+
+from assignment.public import vae_course
+from solutions import vae as reference
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    # 1000 steps: below about 700 a legitimate small model is hard to tell from a blind
+    # encoder (ANCHORS.md, "Worker start and model-check budget").
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+
+BUDGET = TrainingBudget()
+EVALUATION_DRAWS = 10
+MODEL_KWARGS = {"x_dim": 64, "z_dim": 2, "hidden_dim": 256}
+
+
+def training_arguments() -> dict:
+    return asdict(BUDGET)
+
+
+def evaluation_noise(examples: int, z_dim: int) -> torch.Tensor:
+    """Fixed eps of shape (draws, examples, z_dim): every model is scored on the same draws."""
+    generator = torch.Generator().manual_seed(1234)
+    return torch.randn(EVALUATION_DRAWS, examples, z_dim, generator=generator)
+
+
+def heldout_data() -> torch.Tensor:
+    return vae_course.load_digits("heldout")[0]
+
+
+def heldout_elbo(mu: torch.Tensor, logvar: torch.Tensor, logits: torch.Tensor) -> float:
+    """Mean reference ELBO (nats per image) over the evaluation draws and held-out images."""
+    x = heldout_data()
+    return float(reference.elbo(x.double(), logits.double(), mu.double(), logvar.double()).mean())
+
+
+@lru_cache(maxsize=1)
+def reference_heldout_elbo() -> float:
+    """The reference VAE's held-out ELBO under the same budget and evaluation noise."""
+    torch.manual_seed(0)
+    model = reference.VAE(**MODEL_KWARGS)
+    x_train = vae_course.load_digits("train")[0]
+    vae_course.train_vae(model, lambda m, x: -reference.elbo(x, *m(x)).mean(), x_train, **training_arguments())
+    x = heldout_data()
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        logits = model.decode(mu + torch.exp(0.5 * logvar) * evaluation_noise(len(x), MODEL_KWARGS["z_dim"]))
+    return heldout_elbo(mu, logvar, logits)

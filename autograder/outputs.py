@@ -1,0 +1,87 @@
+"""Write grading records as JSON, a CSV gradebook, Gradescope's results.json, and a summary table."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from autograder.contract import PROBLEMS, TOTAL_POINTS
+
+FORMAT_VERSION = 1
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def json_document(records: list[dict]) -> dict:
+    return {"format": "vae-assignment-grades", "version": FORMAT_VERSION, "submissions": records}
+
+
+def write_json(path: Path, records: list[dict]) -> None:
+    _write_atomically(path, json.dumps(json_document(records), indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: Path, records: list[dict]) -> None:
+    """A row per student: a column per problem, the total, the maximum and the error, if any."""
+    from io import StringIO
+
+    buffer = StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", *PROBLEMS, "total", "max_score", "error"])
+    for record in records:
+        writer.writerow([record["id"], *(record["problems"][p]["score"] for p in PROBLEMS),
+                         record["score"], record["max_score"], record["error"] or ""])
+    _write_atomically(path, buffer.getvalue())
+
+
+def gradescope_results(record: dict, execution_time: float) -> dict:
+    """Gradescope's results.json for one submission (gradescope autograder specs)."""
+    tests = []
+    for problem_number, problem in enumerate(PROBLEMS, start=1):
+        for test_number, test in enumerate(record["problems"][problem]["tests"], start=1):
+            tests.append({
+                "name": f"{problem}: {test['description']}",
+                "number": f"{problem_number}.{test_number}",
+                "score": test["score"],
+                "max_score": test["max_score"],
+                "status": "passed" if test["status"] == "passed" else "failed",
+                "output": test["message"] or "Passed.",
+                "visibility": "after_published",
+            })
+    output = f"Not graded: {record['error']}" if record["error"] else f"Score: {record['score']} / {record['max_score']}"
+    return {
+        "score": record["score"],
+        "execution_time": round(execution_time),
+        "output": output,
+        "visibility": "after_published",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+
+
+def write_gradescope(path: Path, record: dict, execution_time: float) -> None:
+    _write_atomically(path, json.dumps(gradescope_results(record, execution_time), indent=2) + "\n")
+
+
+def summary_table(records: list[dict]) -> str:
+    """A plain-text table: a row per student, a column per problem."""
+    short = {p: p[:8] for p in PROBLEMS}
+    width = max([len("student"), *(len(r["id"]) for r in records)])
+    header = f"{'student':<{width}}  " + "  ".join(f"{short[p]:>8}" for p in PROBLEMS) + f"  {'total':>9}  note"
+    lines = [header, "-" * len(header)]
+    for record in records:
+        cells = "  ".join(f"{record['problems'][p]['score']:>8g}" for p in PROBLEMS)
+        note = record["error"] or (f"{len(record['cell_errors'])} cell(s) raised" if record.get("cell_errors") else "")
+        lines.append(f"{record['id']:<{width}}  {cells}  {record['score']:>4g}/{record['max_score']:<4g}  {note}"[:240])
+    if records:
+        mean = sum(r["score"] for r in records) / len(records)
+        lines.append(f"{len(records)} submission(s), mean score {mean:.1f} / {TOTAL_POINTS}")
+    return "\n".join(lines)

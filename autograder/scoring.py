@@ -1,0 +1,99 @@
+"""Run the hidden tests against one submission and turn pytest's outcomes into scores.
+
+Each hidden test lives in `hidden_tests/test_<problem>.py` and carries `@pytest.mark.points(n)`;
+its first docstring line is its description. A test scores all of its points or none.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from autograder.contract import PROBLEM_POINTS
+from autograder.worker_client import Student, StudentError, WorkerFailure
+
+HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
+MESSAGE_CHARS = 3000
+PYTEST_ARGS = ["-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings",
+               "-p", "no:randomly", "-o", "python_files=test_*.py", "-o", "addopts="]
+
+
+def problem_of(item: pytest.Item) -> str:
+    return Path(str(item.fspath)).stem.removeprefix("test_")
+
+
+def describe(item: pytest.Item) -> str:
+    doc = (getattr(item, "function", None).__doc__ or item.name).strip()
+    return doc.splitlines()[0]
+
+
+def message_of(error: BaseException) -> tuple[str, str, str | None]:
+    """(status, message, recognised mistake code) for an exception raised by a test."""
+    if isinstance(error, WorkerFailure):
+        return "error", str(error), None
+    if isinstance(error, StudentError):
+        return "failed", f"Your code raised {error}", None
+    if isinstance(error, AssertionError):
+        notes = [n for n in getattr(error, "__notes__", []) if n.startswith("Falsifying")]
+        text = "\n".join([str(error), *notes])
+        return "failed", text, getattr(error, "mistake", None)
+    if isinstance(error, BaseExceptionGroup):
+        return message_of(error.exceptions[0])
+    return "failed", f"{type(error).__name__}: {error}", None
+
+
+class GradingPlugin:
+    """Gives the hidden tests their `student` and records one result per test."""
+
+    def __init__(self, student: Student):
+        self.submission = student
+        self.results: list[dict] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and report.failed):
+            points = item.get_closest_marker("points").args[0]
+            if report.passed:
+                status, message, mistake = "passed", "", None
+            else:
+                status, message, mistake = message_of(call.excinfo.value)
+            printed = self.submission.take_output()
+            if printed.strip() and not report.passed:
+                message += f"\n\nYour code printed:\n{printed}"
+            self.results.append({
+                "problem": problem_of(item), "name": item.name, "description": describe(item),
+                "score": points if report.passed else 0, "max_score": points,
+                "status": status, "message": message[:MESSAGE_CHARS], "mistake": mistake,
+                "seconds": round(report.duration, 3),
+            })
+
+    @pytest.fixture
+    def student(self) -> Student:
+        self.submission.begin_test()
+        return self.submission
+
+
+def run_hidden_tests(student: Student, select: str | None = None) -> list[dict]:
+    """Every hidden test's record, in file and definition order."""
+    plugin = GradingPlugin(student)
+    args = [str(HIDDEN_TESTS), *PYTEST_ARGS] + (["-k", select] if select else [])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = pytest.main(args, plugins=[plugin])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise RuntimeError(f"the hidden tests could not run (pytest exit code {int(code)})")
+    return plugin.results
+
+
+def problems_from(results: list[dict]) -> dict[str, dict]:
+    """Group test records by contract problem, in contract order, with sums."""
+    problems = {name: {"score": 0, "max_score": 0, "tests": []} for name in PROBLEM_POINTS}
+    for record in results:
+        problem = problems[record["problem"]]
+        problem["tests"].append({k: v for k, v in record.items() if k not in ("problem", "seconds")})
+        problem["score"] += record["score"]
+        problem["max_score"] += record["max_score"]
+    return problems

@@ -1,0 +1,233 @@
+"""The worker: runs one student submission in its own process and answers the grader.
+
+Started by autograder/worker_client.py as
+    python -I -S worker.py REQUEST_FD REPLY_FD PUBLIC_DIR [SITE_DIR ...]
+It imports only torch, numpy, the public course module and `wire`: never the reference or
+the hidden tests. Whatever it replies is checked by the grader (wire.check_plain), so student
+code that tampers with this module can only make its own answers wrong.
+
+Model requests run with a known-good `reparameterize` and loss in place of the student's
+(error carried forward: a wrong sampler or likelihood costs points only in its own problem).
+"""
+import random
+import sys
+import time
+import traceback
+import types
+import warnings
+
+
+def _bootstrap_path() -> None:
+    here = __file__.rsplit("/", 1)[0]
+    sys.path[:0] = [here, sys.argv[3], *sys.argv[4:]]
+
+
+class _NoIPython:
+    """Stands in for get_ipython(): magics and shell escapes in a notebook do nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class Server:
+    def __init__(self, torch, numpy, distributions, vae_course):
+        self.torch = torch
+        self.numpy = numpy
+        self.distributions = distributions
+        self.vae_course = vae_course
+        self.module = types.ModuleType("submission")
+        self.module.__dict__.update(get_ipython=lambda: _NoIPython(), display=lambda *a, **k: None)
+        self.sources: dict[str, list[str]] = {}
+        self.models: list = []
+        self.reparameterize_calls = 0
+
+    # --- requests -----------------------------------------------------------------------
+    def op_load(self, cells):
+        sys.modules["submission"] = self.module
+        errors = []
+        for label, source in cells:
+            self.sources[label] = source.splitlines()
+            try:
+                exec(compile(source, f"<{label}>", "exec"), self.module.__dict__)
+            except BaseException as error:  # noqa: BLE001 - a failing cell is reported, not fatal
+                errors.append([label, self.describe(error)])
+        return {"cell_errors": errors}
+
+    def op_call(self, name, args, kwargs, grad_args=(), grad_output=None, repeat=1):
+        fn = self.lookup(name)
+        args = [
+            arg.detach().clone().requires_grad_(True) if index in grad_args else arg
+            for index, arg in enumerate(args)
+        ]
+        outputs = [fn(*args, **kwargs) for _ in range(repeat)]
+        reply = {"out": self.plain(outputs[0]) if repeat == 1 else [self.plain(o) for o in outputs]}
+        if grad_args:
+            reply["grads"] = self.gradients(outputs[0], [args[i] for i in grad_args], grad_output)
+        return reply
+
+    def op_model_new(self, kwargs):
+        self.models.append(self.lookup("VAE")(**kwargs))
+        return {"handle": len(self.models) - 1}
+
+    def op_model_call(self, handle, method, args, eps=None):
+        model = self.models[handle]
+        with self.known_good_reparameterize(eps):
+            self.reparameterize_calls = 0
+            out = getattr(model, method)(*args)
+            return {"out": self.plain(out), "reparameterize_called": self.reparameterize_calls > 0}
+
+    def op_model_gradients(self, handle, x, eps):
+        """Which parameters get gradient from the reconstruction term, the encoder, the decoder."""
+        torch, model = self.torch, self.models[handle]
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            return {"parameters": 0}
+
+        def touched(output):
+            grads = torch.autograd.grad(output, params, allow_unused=True, retain_graph=True)
+            return torch.tensor([g is not None and bool(g.abs().sum() > 0) for g in grads])
+
+        with self.known_good_reparameterize(eps):
+            logits, mu, logvar = model(x)
+        reconstruction = self.log_likelihood(x, logits).sum()
+        mu_e, logvar_e = model.encode(x)
+        decoded = model.decode(torch.zeros(3, mu_e.shape[-1], dtype=x.dtype))
+        return {
+            "parameters": len(params),
+            "reconstruction": touched(reconstruction),
+            "encoder": touched(mu_e.sum() + logvar_e.sum()),
+            "decoder": touched(decoded.sum()),
+        }
+
+    def op_model_train(self, handle, steps, batch_size, lr, seed, eval_eps):
+        torch, course, model = self.torch, self.vae_course, self.models[handle]
+        x_train, _ = course.load_digits("train")
+        x_heldout, _ = course.load_digits("heldout")
+        started = time.perf_counter()
+        with self.known_good_reparameterize(None):
+            losses = course.train_vae(
+                model, self.loss, x_train, steps=steps, batch_size=batch_size, lr=lr, seed=seed
+            )
+        seconds = time.perf_counter() - started
+        with torch.no_grad():
+            mu, logvar = model.encode(x_heldout)
+            z = mu + torch.exp(0.5 * logvar) * eval_eps  # (draws, N, z_dim) by broadcasting
+            logits = model.decode(z)
+        return {
+            "mu": self.plain(mu), "logvar": self.plain(logvar), "logits": self.plain(logits),
+            "final_loss": float(sum(losses[-50:]) / max(1, len(losses[-50:]))),
+            "seconds": seconds,
+        }
+
+    # --- known-good pieces for model requests ------------------------------------------
+    def known_good_reparameterize(self, eps):
+        """Temporarily replace the student's `reparameterize` in their module's namespace."""
+        server, namespace = self, self.module.__dict__
+
+        def reparameterize(mu, logvar):
+            server.reparameterize_calls += 1
+            std = server.torch.exp(0.5 * logvar)
+            if eps is None:
+                return server.distributions.Normal(mu, std).rsample()
+            return mu + std * eps
+
+        class Patch:
+            def __enter__(self):
+                self.saved = namespace.get("reparameterize")
+                namespace["reparameterize"] = reparameterize
+
+            def __exit__(self, *exc):
+                namespace["reparameterize"] = self.saved
+
+        return Patch()
+
+    def log_likelihood(self, x, logits):
+        bernoulli = self.distributions.Bernoulli(logits=logits, validate_args=False)
+        return bernoulli.log_prob(x).sum(-1)
+
+    def loss(self, model, x):
+        """-ELBO with torch.distributions as an independent oracle (not the student's elbo)."""
+        logits, mu, logvar = model(x)
+        normal = self.distributions.Normal
+        q, prior = normal(mu, self.torch.exp(0.5 * logvar)), normal(0.0, 1.0)
+        kl = self.distributions.kl_divergence(q, prior).sum(-1)
+        return -(self.log_likelihood(x, logits) - kl).mean()
+
+    # --- helpers -------------------------------------------------------------------------
+    def lookup(self, name):
+        value = self.module.__dict__.get(name)
+        if value is None:
+            raise NameError(f"`{name}` is not defined in your submission")
+        return value
+
+    def gradients(self, output, inputs, grad_output):
+        torch = self.torch
+        if not isinstance(output, torch.Tensor) or not output.requires_grad:
+            return [None] * len(inputs)
+        grad_output = torch.ones_like(output) if grad_output is None else grad_output
+        grads = torch.autograd.grad(output, inputs, grad_outputs=grad_output.to(output.dtype), allow_unused=True)
+        return [None if g is None else self.plain(g) for g in grads]
+
+    def plain(self, value):
+        """Plain tensors, numbers and tuples only: what the grader accepts on the wire."""
+        torch = self.torch
+        if isinstance(value, torch.Tensor):
+            return value.detach().as_subclass(torch.Tensor).to("cpu").clone()
+        if isinstance(value, (tuple, list)):
+            return [self.plain(v) for v in value]
+        if isinstance(value, (bool, int, float)) or value is None:
+            return value
+        return f"<an object of type {type(value).__name__}>"
+
+    def describe(self, error: BaseException) -> str:
+        """`TypeError: ... (cell 'gaussian_kl', line 7: <code>)`: where in the student's code."""
+        where = ""
+        for frame, line in traceback.walk_tb(error.__traceback__):
+            label = frame.f_code.co_filename.strip("<>")
+            if label in self.sources and 0 < line <= len(self.sources[label]):
+                where = f" (cell '{label}', line {line}: {self.sources[label][line - 1].strip()})"
+        return f"{type(error).__name__}: {error}"[:2000] + where
+
+    def handle(self, request: dict) -> dict:
+        seed = request.get("seed")
+        if seed is not None:
+            self.torch.manual_seed(seed)
+            random.seed(seed)
+            self.numpy.random.seed(seed % 2**32)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = getattr(self, "op_" + request["op"])(**request.get("args", {}))
+            return {"ok": True, **value}
+        except BaseException as error:  # noqa: BLE001 - SystemExit and the like are the student's too
+            return {"ok": False, "error": self.describe(error)}
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
+def main() -> None:
+    request_fd, reply_fd = int(sys.argv[1]), int(sys.argv[2])
+    _bootstrap_path()
+    import numpy
+    import torch
+    import torch.distributions as distributions
+    import vae_course
+    import wire
+
+    torch.set_num_threads(1)
+    server = Server(torch, numpy, distributions, vae_course)
+    while True:
+        try:
+            request = wire.receive(request_fd)
+        except wire.WireError:
+            return  # the grader closed the connection: we are done
+        reply = server.handle(request)
+        try:
+            wire.send(reply_fd, reply)
+        except Exception as error:  # noqa: BLE001 - an unsendable answer is the student's fault
+            wire.send(reply_fd, {"ok": False, "error": f"your code returned something that cannot be sent back: {error}"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""`vae-assignment validate`: the grader must give the reference 100, the release's stubs 0,
+each catalogued mistake a loss in its own problem only, and each correct variant 100."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from assignment.notebook import SOURCE_NOTEBOOK_NAME, build_notebook
+from assignment.release import build_release
+from autograder.batch import grade_all
+from autograder.collect import find_submissions
+from autograder.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = ROOT / "tests" / "catalogue.py"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: str  # "full", "zero" or "mistake"
+    problem: str | None = None
+    hint: str | None = None
+
+
+def load_catalogue():
+    if not CATALOGUE.is_file():
+        raise FileNotFoundError(f"the catalogue {CATALOGUE} is missing: run validate from a checkout of the repository")
+    spec = importlib.util.spec_from_file_location("vae_catalogue", CATALOGUE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_cases(folder: Path) -> dict[str, Expectation]:
+    """Write every validation submission into `folder`; what each one must score."""
+    catalogue = load_catalogue()
+    shutil.copy(ROOT / "solutions" / "vae.py", folder / "reference_module.py")
+    nbformat.write(build_notebook(), folder / "reference_notebook.ipynb")
+    release = build_release(folder.parent / "release")
+    shutil.copy(release / SOURCE_NOTEBOOK_NAME, folder / "release_stubs.ipynb")
+    expected = {"reference_module": Expectation("full"), "reference_notebook": Expectation("full"),
+                "release_stubs": Expectation("zero")}
+    catalogue.write_submissions(folder, catalogue.MISTAKES + catalogue.CORRECT)
+    for variant in catalogue.MISTAKES:
+        expected[variant.name] = Expectation("mistake", variant.problem, variant.hint)
+    for variant in catalogue.CORRECT:
+        expected[variant.name] = Expectation("full")
+    return expected
+
+
+def verdict(record: dict, expectation: Expectation) -> tuple[bool, str]:
+    scores = {p: record["problems"][p]["score"] for p in PROBLEMS}
+    if expectation.kind == "full":
+        lost = [p for p in PROBLEMS if scores[p] < PROBLEM_POINTS[p]]
+        return not lost, "full marks" if not lost else f"false fail in {', '.join(lost)}"
+    if expectation.kind == "zero":
+        return record["score"] == 0, f"score {record['score']:g} (must be 0)"
+    own = expectation.problem
+    elsewhere = [p for p in PROBLEMS if p != own and scores[p] < PROBLEM_POINTS[p]]
+    caught = scores[own] < PROBLEM_POINTS[own]
+    if not caught:
+        return False, f"not caught: {own} kept all its points"
+    if elsewhere:
+        return False, f"also cost points in {', '.join(elsewhere)} (no error carried forward)"
+    codes = {t["mistake"] for t in record["problems"][own]["tests"] if t["mistake"]}
+    named = "" if expectation.hint is None else ("; named" if expectation.hint in codes else "; NOT named")
+    return True, f"caught in {own} ({scores[own]:g}/{PROBLEM_POINTS[own]}){named}"
+
+
+def run_validation(jobs: int = 2) -> int:
+    with tempfile.TemporaryDirectory(prefix="vae-validate-") as tmp:
+        cases = Path(tmp) / "cases"
+        cases.mkdir()
+        expected = write_cases(cases)
+        submissions = find_submissions([cases])
+        records, seconds = grade_all(submissions, jobs=jobs)
+    rows, failures = [], 0
+    for record in records:
+        ok, text = verdict(record, expected[record["id"]])
+        failures += not ok
+        rows.append(f"{'ok ' if ok else 'MISS'}  {record['id']:<36} {record['score']:>5g}/{TOTAL_POINTS}  {text}")
+    mistakes = [e for e in expected.values() if e.kind == "mistake"]
+    named = sum("; named" in r for r in rows)
+    print("\n".join(rows))
+    print(f"\n{len(records)} submissions graded in {sum(seconds):.0f} s of grading time "
+          f"({sum(seconds) / max(1, len(records)):.1f} s each); {len(mistakes)} catalogued mistakes, "
+          f"{named} of {sum(e.hint is not None for e in mistakes)} with a hint named in feedback.")
+    print("validate: all expectations met" if not failures else f"validate: {failures} expectation(s) missed")
+    return 0 if not failures else 1

@@ -1,0 +1,243 @@
+"""The grader's side of the worker: start it, send requests, enforce limits, kill it.
+
+Student code runs only in the worker process (autograder/untrusted/worker.py). Replies come
+back through `wire` (tensors and plain data, type-checked); what the student prints is drained
+by a thread and kept bounded. A worker that hangs past its time limit, crashes or dies is
+killed with its whole process group; the request that needed it fails, and the next test
+gets a fresh worker.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.untrusted import wire
+
+UNTRUSTED_DIR = Path(wire.__file__).resolve().parent
+PUBLIC_DIR = Path(__file__).resolve().parent.parent / "assignment" / "public"
+
+
+@dataclass(frozen=True)
+class Limits:
+    call_seconds: float = 20.0  # one function call; the hidden tests' inputs are small
+    start_seconds: float = 60.0  # importing torch and running the submission's cells
+    train_seconds: float = 240.0  # the model check: a small conv net takes ~20 s per 1000 steps
+    submission_seconds: float = 900.0  # everything for one submission, restarts included
+    memory_bytes: int = 4 * 2**30  # address space; torch alone maps about 1 GiB
+    output_bytes: int = 4096  # of what the student printed, kept from the start and the end
+
+
+class StudentError(Exception):
+    """The student's code raised; the message says what and where."""
+
+
+class WorkerFailure(Exception):
+    """The worker timed out, crashed, broke a limit or sent something invalid."""
+
+
+class OutputTrap:
+    """Keeps the first and last `limit` bytes of a stream and counts the rest."""
+
+    def __init__(self, stream, limit: int):
+        self.limit, self.head, self.tail, self.total = limit, b"", b"", 0
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, stream) -> None:
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            with self.lock:
+                self.total += len(chunk)
+                if len(self.head) < self.limit:
+                    room = self.limit - len(self.head)
+                    self.head, chunk = self.head + chunk[:room], chunk[room:]
+                self.tail = (self.tail + chunk)[-self.limit:]
+
+    def take(self) -> str:
+        """What was printed since the last take, trimmed in the middle when long."""
+        with self.lock:
+            head, tail, total = self.head, self.tail, self.total
+            self.head, self.tail, self.total = b"", b"", 0
+        text = head.decode(errors="replace")
+        if total > len(head) + len(tail):
+            text += f"\n... [{total - len(head) - len(tail)} bytes not shown] ...\n"
+        return text + tail.decode(errors="replace")
+
+
+def _limit_resources(memory_bytes: int, cpu_seconds: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 2**20, 64 * 2**20))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+class Worker:
+    """One worker process with the submission's cells loaded."""
+
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits):
+        self.cells, self.limits = cells, limits
+        self.workdir = tempfile.mkdtemp(prefix="vae-worker-")
+        request_read, self.request_fd = os.pipe()
+        self.reply_fd, reply_write = os.pipe()
+        env = {
+            "PATH": "/usr/bin:/bin", "HOME": self.workdir, "TMPDIR": self.workdir,
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+        }
+        command = [
+            sys.executable, "-I", "-S", str(UNTRUSTED_DIR / "worker.py"),
+            str(request_read), str(reply_write), str(PUBLIC_DIR), *site.getsitepackages(),
+        ]
+        cpu_seconds = int(limits.submission_seconds) + 1
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(request_read, reply_write), cwd=self.workdir, env=env, start_new_session=True,
+            preexec_fn=lambda: _limit_resources(limits.memory_bytes, cpu_seconds),
+        )
+        os.close(request_read)
+        os.close(reply_write)
+        self.output = OutputTrap(self.process.stdout, limits.output_bytes)
+        reply = self.request("load", self.limits.start_seconds, None, {"cells": cells})
+        self.cell_errors: list[tuple[str, str]] = [tuple(pair) for pair in reply["cell_errors"]]
+
+    def request(self, op: str, timeout: float, seed: int | None, args: dict) -> dict:
+        """Send one request; the reply's fields, or StudentError / WorkerFailure."""
+        try:
+            wire.send(self.request_fd, {"op": op, "seed": seed, "args": args})
+            reply = wire.receive(self.reply_fd, timeout)
+        except TimeoutError:
+            self.kill()
+            raise WorkerFailure(f"your code did not finish within {timeout:g} s (time limit)") from None
+        except (wire.WireError, OSError) as error:
+            self.kill()
+            raise WorkerFailure(self._death_reason(error)) from None
+        if type(reply.get("ok")) is not bool:
+            raise WorkerFailure("the worker sent a malformed reply")
+        if not reply["ok"]:
+            raise StudentError(str(reply.get("error", "unknown error")))
+        return reply
+
+    def _death_reason(self, error: Exception) -> str:
+        code = self.process.wait(timeout=5) if self.process.poll() is None else self.process.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            if -code == signal.SIGXCPU:
+                return "your code used up its CPU time limit"
+            return f"the process running your code was killed by {name} (crash or memory limit)"
+        if code is not None:
+            return f"the process running your code exited (status {code}), e.g. through sys.exit or os._exit"
+        return f"lost contact with the process running your code ({error})"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+
+    def close(self) -> None:
+        for fd in (self.request_fd, self.reply_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.kill()
+        self.output.thread.join(timeout=5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Student:
+    """What the hidden tests talk to: the submission's functions and model, behind a worker.
+
+    After a worker failure every further request of the same test fails at once with the same
+    message (so hypothesis's shrinking costs nothing); `begin_test` starts a fresh worker.
+    """
+
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits = Limits()):
+        self.cells, self.limits = cells, limits
+        self.deadline = time.monotonic() + limits.submission_seconds
+        self.worker: Worker | None = None
+        self.failure: WorkerFailure | None = None
+        self.seed = 0
+        self.load_errors: list[tuple[str, str]] = []
+        self.trained: dict = {}
+        self.generation = 0  # counts workers started, so cached model handles can be dropped
+
+    def begin_test(self) -> None:
+        self.failure = None
+        self.seed = 0
+
+    def _worker(self) -> Worker:
+        if self.worker is not None and self.worker.process.poll() is not None:
+            self.worker.close()
+            self.worker = None
+        if self.worker is None:
+            self.generation += 1
+            self.worker = Worker(self.cells, self.limits)
+            self.load_errors = self.worker.cell_errors
+        return self.worker
+
+    def request(self, op: str, timeout: float | None = None, rng_seed: int | None = None, **args) -> dict:
+        """One request to the worker; torch, numpy and random are seeded first (with `rng_seed`
+        when given, else with a counter that restarts at every test, so results are repeatable)."""
+        if self.failure is not None:
+            raise self.failure
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.failure = WorkerFailure(
+                f"the submission used up its total time limit of {self.limits.submission_seconds:g} s"
+            )
+            raise self.failure
+        self.seed += 1
+        try:
+            return self._worker().request(
+                op, min(timeout or self.limits.call_seconds, remaining), rng_seed or self.seed, args
+            )
+        except WorkerFailure as failure:
+            self.failure = failure
+            raise
+
+    def call(self, name: str, *args, grad_args=(), grad_output=None, repeat: int = 1,
+             rng_seed: int | None = None, **kwargs) -> dict:
+        """Call the student's function `name`; the reply holds "out" (and "grads")."""
+        return self.request(
+            "call", rng_seed=rng_seed, name=name, args=list(args), kwargs=kwargs,
+            grad_args=list(grad_args), grad_output=grad_output, repeat=repeat,
+        )
+
+    def new_model(self, **kwargs) -> int:
+        """Construct the student's VAE(**kwargs) in the worker; a handle for model requests."""
+        return self.request("model_new", kwargs=kwargs)["handle"]
+
+    def model_call(self, handle: int, method: str, *args, eps=None) -> dict:
+        """`model.method(*args)` with known-good sampling (fixed `eps` when given)."""
+        return self.request("model_call", handle=handle, method=method, args=list(args), eps=eps)
+
+    def trained_model(self, kwargs: dict, training: dict, eval_eps) -> tuple[int, dict]:
+        """A model trained with the given budget, trained once per worker and then reused."""
+        key = (self.generation, repr(kwargs), repr(training))
+        if self.trained.get("key") != key:
+            handle = self.new_model(**kwargs)
+            reply = self.request("model_train", self.limits.train_seconds, handle=handle, eval_eps=eval_eps, **training)
+            self.trained = {"key": (self.generation, *key[1:]), "value": (handle, reply)}
+        return self.trained["value"]
+
+    def take_output(self) -> str:
+        return self.worker.output.take() if self.worker is not None else ""
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
