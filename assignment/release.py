@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -30,13 +31,23 @@ PUBLIC_DIR = ROOT / "assignment" / "public"
 _NOT_SHIPPED = {"__pycache__", "__init__.py", ".ipynb_checkpoints"}
 FORBIDDEN_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 REQUIREMENTS = "\n".join([
+    "# Python 3.10 or newer (the stubs use `Tensor | float` annotations)",
     "torch>=2.0",
     "numpy>=1.24",
     "matplotlib>=3.7",
     "jupyter>=1.0",
 ]) + "\n"
-NBGRADER_CONFIG = f'c = get_config()  # noqa: F821 (nbgrader defines it)\nc.CourseDirectory.course_id = "{COURSE_ID}"\n'
+NBGRADER_CONFIG = "\n".join([
+    "c = get_config()  # noqa: F821 (nbgrader defines get_config)",
+    f'c.CourseDirectory.course_id = "{COURSE_ID}"',
+    "# The notebook's training demos (1000 steps each) take 3 s to 30 s on a busy machine:",
+    "# nbgrader's default of 30 s per cell is too tight for `nbgrader autograde`.",
+    "c.Execute.timeout = 300",
+]) + "\n"
 LOG_TAIL_LINES = 40
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # headless, keeps the figures
+# Folders nbgrader creates once grading has started in a course directory.
+_GRADING_FOLDERS = ("submitted", "autograded", "feedback")
 
 
 class ReleaseError(Exception):
@@ -118,9 +129,13 @@ def build_release(out_dir: Path, text: str | None = None) -> Path:
     """Build OUT/vae/, OUT/vae.zip and OUT/course/ from notebook.md (or `text`); OUT/vae.
 
     Everything is built in a temporary folder first, so a failed build leaves `out_dir`
-    as it was.
+    as it was; a course directory in which grading has started is never replaced.
     """
     out_dir = Path(out_dir)
+    graded = [name for name in _GRADING_FOLDERS if (out_dir / "course" / name).exists()]
+    if graded:
+        raise ReleaseError(f"{out_dir / 'course'} already holds {', '.join(graded)}/: "
+                           "release into another folder (rebuilding would replace its gradebook)")
     notebook = build_notebook(text)
     with tempfile.TemporaryDirectory(prefix="vae-release-") as tmp:
         course = Path(tmp) / "course"
@@ -175,10 +190,18 @@ def _this_python_kernel_manager_class() -> type:
     from ipykernel.kernelspec import get_kernel_dict
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
 
     class ThisPythonKernelManager(AsyncKernelManager):
-        # IPC sockets: private to this machine, and no "running over TCP" warning (not on Windows).
+        # IPC sockets: private to this machine, and no "running over TCP" warning (not on
+        # Windows). Their path must be absolute: the kernel runs in another working directory.
         transport = "tcp" if os.name == "nt" else "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            if self.transport == "tcp":
+                return "127.0.0.1"
+            return os.path.join(tempfile.gettempdir(), f"kernel-{uuid.uuid4().hex[:12]}-ipc")
 
         @property
         def kernel_spec(self) -> KernelSpec:
@@ -190,9 +213,11 @@ def _this_python_kernel_manager_class() -> type:
 def execute_notebook(path: Path, cwd: Path, timeout: int = 600) -> NotebookNode:
     """Run every cell of the notebook at `path` in a fresh kernel started in `cwd`.
 
-    `timeout` is per cell, in seconds. The kernel runs this Python, sees only `cwd` (not the
-    project: PYTHONPATH is dropped) and draws with matplotlib's Agg backend. Raises
-    NotebookExecutionError naming the first cell that failed or timed out.
+    `timeout` is per cell, in seconds. The kernel runs this Python and sees only `cwd` (not
+    the project: PYTHONPATH is dropped). Plots use Jupyter's inline backend, which draws with
+    Agg (no display needed), stores each figure as a PNG output and closes it after its cell;
+    plain `MPLBACKEND=Agg` would drop every figure. Raises NotebookExecutionError naming the
+    first cell that failed or timed out.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -208,7 +233,7 @@ def execute_notebook(path: Path, cwd: Path, timeout: int = 600) -> NotebookNode:
                             timeout=timeout, on_cell_start=on_cell_start,
                             resources={"metadata": {"path": str(cwd)}})
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["MPLBACKEND"] = "Agg"
+    env["MPLBACKEND"] = INLINE_BACKEND
     try:
         client.execute(env=env, cwd=str(cwd))
     except (CellExecutionError, CellTimeoutError) as error:

@@ -67,10 +67,17 @@ def find_submissions(paths: list[Path]) -> list[Submission]:
     return sorted(found, key=lambda s: s.id)
 
 
+PYTHON_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")  # their body is plain Python
+
+
 def without_magics(source: str) -> str:
-    """Python source of a notebook cell: `%magic` and `!shell` lines become calls that do nothing."""
+    """Python source of a notebook cell: `%magic` and `!shell` lines become calls that do
+    nothing; a `%%time`-like cell magic is dropped so its Python body still runs."""
     from IPython.core.inputtransformer2 import TransformerManager  # only notebooks need IPython
 
+    first, _, rest = source.lstrip().partition("\n")
+    if first.split(" ")[0] in PYTHON_CELL_MAGICS:
+        source = rest
     return TransformerManager().transform_cell(source)
 
 

@@ -9,19 +9,8 @@ import torch
 
 from autograder.collect import Submission, SubmissionError, read_cells
 from autograder.contract import TOTAL_POINTS
-from autograder.scoring import problems_from, run_hidden_tests
-from autograder.worker_client import Limits, Student, WorkerFailure
-
-
-class UnreadableStudent(Student):
-    """Stands in for a submission that could not be read: every request fails with the reason."""
-
-    def __init__(self, reason: str):
-        super().__init__([])
-        self.reason = reason
-
-    def request(self, op, timeout=None, rng_seed=None, **args):
-        raise WorkerFailure(f"not graded: {self.reason}")
+from autograder.scoring import not_graded, problems_from, run_hidden_tests
+from autograder.worker_client import Limits, Student
 
 
 def prepare_process() -> None:
@@ -31,25 +20,29 @@ def prepare_process() -> None:
 
 def grade(submission: Submission, limits: Limits = Limits()) -> dict:
     """The submission's record: scores per problem and test, and an error when it was unreadable."""
-    error = None
     try:
-        student = Student(read_cells(submission.path), limits)
+        cells = read_cells(submission.path)
     except SubmissionError as unreadable:
-        error = str(unreadable)
-        student = UnreadableStudent(error)
+        return record(submission, problems_from(not_graded(str(unreadable))), str(unreadable))
     except OSError as unreadable:
-        error = f"the file cannot be read: {unreadable.strerror}"
-        student = UnreadableStudent(error)
+        reason = f"the file cannot be read: {unreadable.strerror}"
+        return record(submission, problems_from(not_graded(reason)), reason)
+    student = Student(cells, limits)
     try:
         problems = problems_from(run_hidden_tests(student))
     finally:
         student.close()
+    return record(submission, problems, None, student.load_errors)
+
+
+def record(submission: Submission, problems: dict, error: str | None,
+           cell_errors: list[tuple[str, str]] = ()) -> dict:
     return {
         "id": submission.id,
         "path": str(submission.path),
         "score": sum(p["score"] for p in problems.values()),
         "max_score": TOTAL_POINTS,
         "error": error,
-        "cell_errors": [{"cell": label, "error": message} for label, message in student.load_errors],
+        "cell_errors": [{"cell": label, "error": message} for label, message in cell_errors],
         "problems": problems,
     }

@@ -185,7 +185,7 @@ _ELBO = (
     Mistake("elbo_beta_on_likelihood", "elbo",
             "It looks like beta multiplies the log-likelihood instead of the KL term.",
             lambda x, logits, mu, logvar, beta=1.0:
-                beta * ref.elbo(x, logits, mu, logvar, 1.0 / beta)),
+                beta * ref.bernoulli_log_likelihood(x, logits) - ref.gaussian_kl(mu, logvar)),
     Mistake("elbo_negated", "elbo",
             "It looks like the negative ELBO (the training loss) is returned: the ELBO is the "
             "log-likelihood minus beta times the KL.",

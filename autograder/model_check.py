@@ -48,7 +48,8 @@ def heldout_data() -> torch.Tensor:
 def heldout_elbo(mu: torch.Tensor, logvar: torch.Tensor, logits: torch.Tensor) -> float:
     """Mean reference ELBO (nats per image) over the evaluation draws and held-out images."""
     x = heldout_data()
-    return float(reference.elbo(x.double(), logits.double(), mu.double(), logvar.double()).mean())
+    mu, logvar, logits = (t.detach().double() for t in (mu, logvar, logits))
+    return float(reference.elbo(x.double(), logits, mu, logvar).mean())
 
 
 @lru_cache(maxsize=1)

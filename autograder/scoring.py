@@ -6,6 +6,7 @@ its first docstring line is its description. A test scores all of its points or 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from pathlib import Path
 
@@ -77,15 +78,43 @@ class GradingPlugin:
         return self.submission
 
 
+class CollectingPlugin:
+    """Lists the hidden tests without running them."""
+
+    def __init__(self):
+        self.tests: list[dict] = []
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            self.tests.append({"problem": problem_of(item), "name": item.name, "description": describe(item),
+                               "max_score": item.get_closest_marker("points").args[0]})
+
+
+def _pytest(extra: list[str], plugin: object) -> None:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = pytest.main([str(HIDDEN_TESTS), *PYTEST_ARGS, *extra], plugins=[plugin])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise RuntimeError(f"the hidden tests could not run (pytest exit code {int(code)})")
+
+
 def run_hidden_tests(student: Student, select: str | None = None) -> list[dict]:
     """Every hidden test's record, in file and definition order."""
     plugin = GradingPlugin(student)
-    args = [str(HIDDEN_TESTS), *PYTEST_ARGS] + (["-k", select] if select else [])
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = pytest.main(args, plugins=[plugin])
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        raise RuntimeError(f"the hidden tests could not run (pytest exit code {int(code)})")
+    _pytest(["-k", select] if select else [], plugin)
     return plugin.results
+
+
+@functools.lru_cache(maxsize=1)
+def hidden_tests() -> tuple[dict, ...]:
+    plugin = CollectingPlugin()
+    _pytest(["--collect-only"], plugin)
+    return tuple(plugin.tests)
+
+
+def not_graded(reason: str) -> list[dict]:
+    """Zero records for every hidden test of a submission that could not be read."""
+    return [{**test, "score": 0, "status": "error", "message": f"Not graded: {reason}", "mistake": None}
+            for test in hidden_tests()]
 
 
 def problems_from(results: list[dict]) -> dict[str, dict]:

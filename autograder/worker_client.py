@@ -111,10 +111,11 @@ class Worker:
         reply = self.request("load", self.limits.start_seconds, None, {"cells": cells})
         self.cell_errors: list[tuple[str, str]] = [tuple(pair) for pair in reply["cell_errors"]]
 
-    def request(self, op: str, timeout: float, seed: int | None, args: dict) -> dict:
-        """Send one request; the reply's fields, or StudentError / WorkerFailure."""
+    def request(self, op: str, timeout: float, seed: int | None, args: dict, other_seed: int | None = None) -> dict:
+        """Send one request; the reply's fields, or StudentError / WorkerFailure. `seed` seeds
+        torch's global generator, `other_seed` those of numpy and random."""
         try:
-            wire.send(self.request_fd, {"op": op, "seed": seed, "args": args})
+            wire.send(self.request_fd, {"op": op, "seed": seed, "other_seed": other_seed, "args": args})
             reply = wire.receive(self.reply_fd, timeout)
         except TimeoutError:
             self.kill()
@@ -190,8 +191,9 @@ class Student:
         return self.worker
 
     def request(self, op: str, timeout: float | None = None, rng_seed: int | None = None, **args) -> dict:
-        """One request to the worker; torch, numpy and random are seeded first (with `rng_seed`
-        when given, else with a counter that restarts at every test, so results are repeatable)."""
+        """One request to the worker. Torch is seeded first with `rng_seed` when given, else with
+        a counter that restarts at every test; numpy and random always with the counter. So
+        results are repeatable, and only torch's generator repeats under a fixed `rng_seed`."""
         if self.failure is not None:
             raise self.failure
         remaining = self.deadline - time.monotonic()
@@ -203,7 +205,7 @@ class Student:
         self.seed += 1
         try:
             return self._worker().request(
-                op, min(timeout or self.limits.call_seconds, remaining), rng_seed or self.seed, args
+                op, min(timeout or self.limits.call_seconds, remaining), rng_seed or self.seed, args, self.seed
             )
         except WorkerFailure as failure:
             self.failure = failure

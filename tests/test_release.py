@@ -113,7 +113,9 @@ def test_course_directory_is_kept_for_autograde(out):
     course = out / "course"
     assert (course / "source" / ASSIGNMENT / SOURCE_NOTEBOOK_NAME).is_file()
     assert (course / "gradebook.db").is_file()
-    assert 'c.CourseDirectory.course_id = "vae-course"' in (course / "nbgrader_config.py").read_text()
+    config = (course / "nbgrader_config.py").read_text()
+    assert 'c.CourseDirectory.course_id = "vae-course"' in config
+    assert "c.Execute.timeout = 300" in config
 
 
 def test_no_marker_anywhere_in_the_release(out):
@@ -186,6 +188,13 @@ def test_missing_release_notebook_is_an_error(monkeypatch, tmp_path):
         release.generate_assignment(tmp_path)
 
 
+def test_a_course_with_submissions_is_never_replaced(tmp_path):
+    (tmp_path / "course" / "submitted" / "alice").mkdir(parents=True)
+    with pytest.raises(ReleaseError, match="already holds submitted/"):
+        build_release(tmp_path)
+    assert (tmp_path / "course" / "submitted" / "alice").is_dir()
+
+
 def test_main_release_reports_errors_without_traceback(monkeypatch, capsys, tmp_path):
     def failing(out):
         raise ReleaseError("nbgrader generate_assignment failed (exit 1)", "[ERROR] the detail")
@@ -205,16 +214,22 @@ def test_main_release_prints_where_things_are(monkeypatch, capsys, tmp_path):
     assert str(tmp_path / "course") in printed
 
 
-def test_execute_notebook_uses_this_python_agg_and_cwd(tmp_path):
+def test_execute_notebook_uses_this_python_cwd_and_keeps_figures(tmp_path):
     (tmp_path / "helper.py").write_text("VALUE = 42\n")
-    code = ("import sys, os, matplotlib, helper\n"
-            "print(sys.executable, matplotlib.get_backend(), os.getcwd(), helper.VALUE)")
+    code = ("import sys, os, helper\n"
+            "import matplotlib.pyplot as plt\n"
+            "print(sys.executable, os.getcwd(), helper.VALUE, 'solutions' in sys.modules)\n"
+            "plt.plot([0, 1])\n"
+            "plt.show()")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     nbformat.write(nb, tmp_path / "ok.ipynb")
     executed = execute_notebook(tmp_path / "ok.ipynb", tmp_path, timeout=60)
-    words = executed.cells[0].outputs[0]["text"].split()
-    assert words[0] == sys.executable and words[1].lower() == "agg"
-    assert Path(words[2]).resolve() == tmp_path.resolve() and words[3] == "42"
+    outputs = executed.cells[0].outputs
+    words = outputs[0]["text"].split()
+    assert words[0] == sys.executable and Path(words[1]).resolve() == tmp_path.resolve()
+    assert words[2:] == ["42", "False"]
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert not any(output.get("name") == "stderr" for output in outputs)
 
 
 def test_execute_notebook_names_the_failing_cell(tmp_path):

@@ -3,7 +3,7 @@
 Derandomized with fixed example counts and no deadline: every submission sees the same inputs
 in the same order, and no result depends on timing.
 """
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile(
     "grading",
@@ -13,6 +13,9 @@ settings.register_profile(
     database=None,
     print_blob=False,
     suppress_health_check=list(HealthCheck),
+    # No "explain" phase: it re-runs a failing test many times to annotate lines, a third of
+    # the grading time of a wrong submission, and our messages already show the input.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 settings.load_profile("grading")
 

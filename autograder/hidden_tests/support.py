@@ -1,6 +1,8 @@
 """What the hidden tests share: reference values in float64 and the two standard comparisons."""
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from autograder.feedback import expect_close, expect_tensor, failure, show_inputs
@@ -52,7 +54,11 @@ def check_gradients(student: Student, problem: str, names: tuple[str, ...], args
 
 
 def check_dtype_follows(student: Student, problem: str, args: tuple, dtype: torch.dtype, names: tuple[str, ...]) -> torch.Tensor:
-    got = expect_tensor(student.call(problem, *args)["out"], problem, show_inputs(names, args))
+    return expect_dtype(student.call(problem, *args)["out"], problem, args, dtype, names)
+
+
+def expect_dtype(got: object, problem: str, args: tuple, dtype: torch.dtype, names: tuple[str, ...]) -> torch.Tensor:
+    got = expect_tensor(got, problem, show_inputs(names, args))
     if got.dtype != dtype:
         raise failure(f"{problem} follows the dtype of its inputs", show_inputs(names, args),
                       f"a {dtype} tensor", got,
@@ -71,5 +77,29 @@ def versions(student: Student, problem: str, args: tuple, *, reference) -> list[
         own = student.call(problem, *args)["out"]
     except (StudentError, WorkerFailure):
         return [expected]
-    usable = type(own) is torch.Tensor and own.shape == expected.shape and not torch.equal(own, expected)
+    usable = type(own) is torch.Tensor and not (own.shape == expected.shape and torch.equal(own, expected))
     return [expected, own.to(expected.dtype)] if usable else [expected]
+
+
+def own_parts_do_not_combine(combine, *parts: list[torch.Tensor]) -> bool:
+    """True when the student's own versions of the parts cannot even be combined (e.g. a KL
+    that was not summed): then the student's combining function raising is carried forward."""
+    own = [versions_of_part[-1] for versions_of_part in parts]
+    if all(len(versions_of_part) == 1 for versions_of_part in parts):
+        return False  # every part is correct: an exception is the combining function's own
+    try:
+        combine(*own)
+    except RuntimeError:
+        return True
+    return False
+
+
+def combinations(combine, *parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """combine(*choice) for every choice of one version per part, where the shapes broadcast."""
+    results = []
+    for choice in itertools.product(*parts):
+        try:
+            results.append(combine(*choice))
+        except RuntimeError:  # the student's own part has a shape that does not combine
+            pass
+    return results

@@ -115,7 +115,7 @@ def test_gradients(student):
     inputs = show_inputs(NAMES, (mu, logvar))
     reply = student.call(PROBLEM, mu, logvar, grad_args=(0, 1))
     z, (grad_mu, grad_logvar) = reply["out"], reply["grads"]
-    if grad_mu is None or grad_logvar is None:
+    if grad_mu is None or grad_logvar is None or not grad_mu.abs().sum() > 0:
         raise failure("that gradients flow from z to mu and logvar", inputs, "gradients for both", reply["grads"],
                       mistake=HINTS["reparam_no_gradient"])
     expect = [(grad_mu, torch.ones_like(mu), "dz/dmu"), (grad_logvar, (z.double() - mu) / 2, "dz/dlogvar")]

@@ -189,11 +189,11 @@ class Server:
         return f"{type(error).__name__}: {error}"[:2000] + where
 
     def handle(self, request: dict) -> dict:
-        seed = request.get("seed")
-        if seed is not None:
-            self.torch.manual_seed(seed)
-            random.seed(seed)
-            self.numpy.random.seed(seed % 2**32)
+        if request.get("seed") is not None:
+            self.torch.manual_seed(request["seed"])
+        if request.get("other_seed") is not None:  # other generators, so their use is repeatable too
+            random.seed(request["other_seed"])
+            self.numpy.random.seed(request["other_seed"] % 2**32)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

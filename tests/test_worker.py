@@ -1,0 +1,100 @@
+"""The worker boundary: replies are plain data, failures are contained, output is bounded."""
+import io
+import os
+
+import pytest
+import torch
+
+from autograder.untrusted import wire
+from autograder.worker_client import Limits, Student, StudentError, WorkerFailure
+
+FAST = Limits(call_seconds=5, start_seconds=60, submission_seconds=120)
+
+
+@pytest.fixture
+def student_of():
+    started = []
+
+    def start(source: str, limits: Limits = FAST) -> Student:
+        student = Student([("submission.py", source)], limits)
+        started.append(student)
+        return student
+
+    yield start
+    for student in started:
+        student.close()
+
+
+def test_values_and_gradients_cross_the_boundary(student_of):
+    student = student_of("def f(a, b):\n    return (a * b).sum(-1)\n")
+    reply = student.call("f", torch.ones(2, 3), torch.full((2, 3), 2.0), grad_args=(0,))
+    assert torch.equal(reply["out"], torch.full((2,), 6.0))
+    assert torch.equal(reply["grads"][0], torch.full((2, 3), 2.0))
+
+
+def test_student_exception_names_the_line(student_of):
+    student = student_of("def f(x):\n    return x + undefined_name\n")
+    with pytest.raises(StudentError, match=r"NameError.*line 2: return x \+ undefined_name"):
+        student.call("f", torch.ones(1))
+
+
+def test_missing_function(student_of):
+    with pytest.raises(StudentError, match="`g` is not defined in your submission"):
+        student_of("x = 1\n").call("g")
+
+
+def test_exit_inside_a_function_fails_only_that_test_and_a_new_worker_follows(student_of):
+    student = student_of("import os\ndef bad():\n    os._exit(3)\ndef good():\n    return 1\n")
+    student.begin_test()
+    with pytest.raises(WorkerFailure, match="exited"):
+        student.call("bad")
+    with pytest.raises(WorkerFailure):  # the rest of that test fails at once
+        student.call("good")
+    student.begin_test()
+    assert student.call("good")["out"] == 1
+
+
+def test_a_hanging_call_is_killed_at_its_time_limit(student_of):
+    student = student_of("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                         "def hang():\n    while True:\n        time.sleep(0.01)\n",
+                         Limits(call_seconds=1, submission_seconds=60))
+    worker_pid = None
+    with pytest.raises(WorkerFailure, match="did not finish within 1 s"):
+        student.call("hang")
+    worker_pid = student.worker.process.pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pid, 0)
+
+
+def test_printed_output_is_captured_and_bounded(student_of):
+    student = student_of("def loud():\n    print('x' * 1_000_000)\n    print('the end')\n    return 1\n",
+                         Limits(output_bytes=100))
+    assert student.call("loud")["out"] == 1
+    printed = student.take_output()
+    assert printed.startswith("x" * 100) and printed.rstrip().endswith("the end")
+    assert "bytes not shown" in printed and len(printed) < 400
+
+
+def test_wire_rejects_anything_but_tensors_and_plain_data():
+    read, write = os.pipe()
+    try:
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("echo pwned",))
+
+        buffer = io.BytesIO()
+        torch.save({"ok": True, "out": Evil()}, buffer)
+        data = buffer.getvalue()
+        os.write(write, wire.HEADER.pack(len(data)) + data)
+        with pytest.raises(wire.WireError, match="undecodable"):
+            wire.receive(read, timeout=5)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_tensor_subclass_comes_back_as_a_plain_tensor(student_of):
+    student = student_of("import torch\nclass Liar(torch.Tensor):\n    def __eq__(self, other):\n        return True\n"
+                         "def f(x):\n    return x.as_subclass(Liar)\n")
+    out = student.call("f", torch.ones(2))["out"]
+    assert type(out) is torch.Tensor
