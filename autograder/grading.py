@@ -32,11 +32,11 @@ def grade(submission: Submission, limits: Limits = Limits()) -> dict:
         problems = problems_from(run_hidden_tests(student))
     finally:
         student.close()
-    return record(submission, problems, None, student.load_errors)
+    return record(submission, problems, None, student.load_errors, student.facts)
 
 
 def record(submission: Submission, problems: dict, error: str | None,
-           cell_errors: list[tuple[str, str]] = ()) -> dict:
+           cell_errors: list[tuple[str, str]] = (), model: dict | None = None) -> dict:
     return {
         "id": submission.id,
         "path": str(submission.path),
@@ -45,4 +45,6 @@ def record(submission: Submission, problems: dict, error: str | None,
         "error": error,
         "cell_errors": [{"cell": label, "error": message} for label, message in cell_errors],
         "problems": problems,
+        # The trained model's held-out ELBO and the reference's (nats per image), when trained.
+        "model": {"heldout_elbo": None, "reference_heldout_elbo": None, **(model or {})},
     }

@@ -175,6 +175,7 @@ class Student:
         self.load_errors: list[tuple[str, str]] = []
         self.trained: dict = {}
         self.generation = 0  # counts workers started, so cached model handles can be dropped
+        self.facts: dict[str, float] = {}  # measurements the tests report, e.g. the model's ELBO
 
     def begin_test(self) -> None:
         self.failure = None

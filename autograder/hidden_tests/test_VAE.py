@@ -4,6 +4,8 @@ Every model request runs with a known-good `reparameterize` (and the training wi
 known-good loss) in place of the student's, so a wrong sampler or likelihood costs no points
 here: it is graded in its own problem.
 """
+import math
+
 import pytest
 import torch
 
@@ -125,6 +127,8 @@ def check_heldout_elbo(student, margin):
         expect_shape(reply[name], shape, f"the shape of the trained model's {name} on the held-out digits", model_check.MODEL_KWARGS)
     got = model_check.heldout_elbo(reply["mu"], reply["logvar"], reply["logits"])
     target = model_check.reference_heldout_elbo()
+    student.facts.update(heldout_elbo=round(got, 4) if math.isfinite(got) else None,
+                         reference_heldout_elbo=round(target, 4))
     if not got >= target - margin:  # also fails for nan
         mistake = None
         if reply["logits"].min() >= 0 and reply["logits"].max() <= 1:
