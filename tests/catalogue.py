@@ -30,7 +30,7 @@ class Variant:
     name: str                      # snake_case, unique, e.g. "kl_missing_half"
     problem: str | None            # the contract problem that must lose points; None if correct
     description: str               # one line, with the public source of the mistake if known
-    replaces: Mapping[str, str]    # top-level name in solutions/vae.py -> new source of it
+    replaces: Mapping[str, str]    # name in solutions/vae.py ("elbo", "VAE.encode") -> its new source
     extra: str = ""                # top-level code appended (helpers, imports, prints)
     hint: str | None = None        # mistake code the grader should recognise, else None
 
@@ -446,145 +446,81 @@ _IWAE_MISTAKES = (
 )
 
 # --------------------------------------------------------------------------------- VAE
-# Each VAE mistake is the reference class with one method or layer changed.
-_VAE_INIT = """
-    def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
-        super().__init__()
-        self.z_dim = z_dim
-        self.encoder = nn.Sequential(
-            nn.Linear(x_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, 2 * z_dim),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(z_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, x_dim),
-        )
-"""
-_VAE_ENCODE = """
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
-        return mu, logvar
-"""
-_VAE_DECODE = """
-    def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
-"""
-_VAE_FORWARD = """
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
-        return self.decode(z), mu, logvar
-"""
-_VAE_SAMPLE = """
-    @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        z = torch.randn(n, self.z_dim, device=next(self.parameters()).device)
-        return torch.sigmoid(self.decode(z))
-"""
+# Each VAE mistake is the reference class with one or two methods replaced ("VAE.encode").
 
 
-def _vae(**methods: str) -> str:
-    parts = {"init": _VAE_INIT, "encode": _VAE_ENCODE, "decode": _VAE_DECODE,
-             "forward": _VAE_FORWARD, "sample": _VAE_SAMPLE}
-    unknown = set(methods) - set(parts)
-    if unknown:
-        raise ValueError(f"unknown VAE parts {sorted(unknown)}")
-    parts.update(methods)
-    body = "\n".join(textwrap.dedent(p).strip() + "\n" for p in parts.values())
-    return "class VAE(nn.Module):\n" + textwrap.indent(body, "    ")
+def _vae_mistake(name: str, description: str, hint: str | None = None, **methods: str) -> Variant:
+    replaces = {f"VAE.{method}": _src(source) for method, source in methods.items()}
+    return Variant(name, "VAE", description, replaces, hint=hint)
 
 
 _VAE_MISTAKES = (
-    _mistake(
-        "vae_decoder_sigmoid", "VAE",
-        "decoder ends with nn.Sigmoid(), so probabilities are used as logits",
-        _vae(init="""
-            def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
-                super().__init__()
-                self.z_dim = z_dim
-                self.encoder = nn.Sequential(
-                    nn.Linear(x_dim, hidden_dim), nn.ReLU(),
-                    nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-                    nn.Linear(hidden_dim, 2 * z_dim),
-                )
-                self.decoder = nn.Sequential(
-                    nn.Linear(z_dim, hidden_dim), nn.ReLU(),
-                    nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-                    nn.Linear(hidden_dim, x_dim), nn.Sigmoid(),
-                )
-        """),
+    _vae_mistake(
+        "vae_decoder_sigmoid",
+        "decoder ends with a sigmoid, so probabilities are used as logits",
+        decode="""
+            def decode(self, z: Tensor) -> Tensor:
+                return torch.sigmoid(self.decoder(z))
+        """,
         hint="vae_decoder_outputs_probabilities",
     ),
-    _mistake(
-        "vae_softplus_logvar", "VAE",
+    _vae_mistake(
+        "vae_softplus_logvar",
         "softplus on the log-variance head: logvar >= 0, so the posterior std is >= 1 (airc-rl-agent #43)",
-        _vae(encode="""
+        encode="""
             def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
                 mu, h = self.encoder(x).chunk(2, dim=-1)
                 return mu, F.softplus(h)
-        """),
+        """,
     ),
-    _mistake(
-        "vae_forward_no_sampling", "VAE",
+    _vae_mistake(
+        "vae_forward_no_sampling",
         "forward decodes z = mu: no sampling, the loss is not an ELBO (pytorch/examples PR #419)",
-        _vae(forward="""
+        forward="""
             def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
                 mu, logvar = self.encode(x)
                 return self.decode(mu), mu, logvar
-        """),
+        """,
         hint="vae_forward_no_sampling",
     ),
-    _mistake(
-        "vae_sample_returns_logits", "VAE",
+    _vae_mistake(
+        "vae_sample_returns_logits",
         "sample() returns the decoder's logits, not Bernoulli means in [0, 1]",
-        _vae(sample="""
+        sample="""
             @torch.no_grad()
             def sample(self, n: int) -> Tensor:
                 z = torch.randn(n, self.z_dim)
                 return self.decode(z)
-        """),
+        """,
     ),
-    _mistake(
-        "vae_sample_uniform", "VAE",
+    _vae_mistake(
+        "vae_sample_uniform",
         "sample() draws z from torch.rand (uniform on [0, 1)) instead of the prior N(0, I)",
-        _vae(sample="""
+        sample="""
             @torch.no_grad()
             def sample(self, n: int) -> Tensor:
                 z = torch.rand(n, self.z_dim)
                 return torch.sigmoid(self.decode(z))
-        """),
+        """,
         hint="vae_sample_not_prior",
     ),
-    _mistake(
-        "vae_blind_encoder", "VAE",
-        "encoder ignores its input: mu and logvar come from a learned constant",
-        _vae(init="""
-            def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
-                super().__init__()
-                self.z_dim = z_dim
-                self.posterior = nn.Parameter(torch.zeros(2 * z_dim))
-                self.decoder = nn.Sequential(
-                    nn.Linear(z_dim, hidden_dim), nn.ReLU(),
-                    nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-                    nn.Linear(hidden_dim, x_dim),
-                )
-        """, encode="""
+    _vae_mistake(
+        "vae_blind_encoder",
+        "encoder ignores its input: mu and logvar are a learned constant (the encoder of zeros)",
+        encode="""
             def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-                h = self.posterior.expand(x.shape[0], -1)
-                mu, logvar = h.chunk(2, dim=-1)
+                mu, logvar = self.encoder(torch.zeros_like(x)).chunk(2, dim=-1)
                 return mu, logvar
-        """),
+        """,
     ),
-    _mistake(
-        "vae_decode_flattens", "VAE",
+    _vae_mistake(
+        "vae_decode_flattens",
         "decode does z.view(-1, z_dim) and never restores the leading dims: (K, B, z) gives (K*B, x)",
-        _vae(decode="""
+        decode="""
             def decode(self, z: Tensor) -> Tensor:
                 z = z.view(-1, self.z_dim)
                 return self.decoder(z)
-        """),
+        """,
         hint="vae_decode_drops_leading_dims",
     ),
 )
@@ -969,13 +905,23 @@ def reference_source() -> str:
     return REFERENCE_PATH.read_text()
 
 
-def top_level_spans(source: str) -> dict[str, tuple[int, int]]:
-    """Name -> (first line, last line), 1-based and inclusive, of each top-level def / class."""
+def top_level_spans(source: str) -> dict[str, tuple[int, int, int]]:
+    """Name -> (first line, last line, indent) of each top-level def / class and, as
+    "Class.method", of each method; lines 1-based and inclusive."""
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     spans = {}
+
+    def add(name: str, node: ast.AST) -> None:
+        start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        spans[name] = (start, node.end_lineno, node.col_offset)
+
     for node in ast.parse(source).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            spans[node.name] = (start, node.end_lineno)
+        if isinstance(node, definitions):
+            add(node.name, node)
+        if isinstance(node, ast.ClassDef):
+            for member in node.body:
+                if isinstance(member, definitions):
+                    add(f"{node.name}.{member.name}", member)
     return spans
 
 
@@ -991,8 +937,8 @@ def build_source(variant: Variant) -> str:
         )
     lines = source.splitlines(keepends=True)
     for name in sorted(variant.replaces, key=lambda n: spans[n][0], reverse=True):
-        start, end = spans[name]
-        new = variant.replaces[name].rstrip("\n") + "\n"
+        start, end, indent = spans[name]
+        new = textwrap.indent(variant.replaces[name].rstrip("\n") + "\n", " " * indent)
         lines[start - 1:end] = [new]
     text = "".join(lines)
     if variant.extra:
