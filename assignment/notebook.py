@@ -7,7 +7,8 @@ on its line) and running until the next marker:
     <!-- code: ID -->                  read-only code, also run when grading (one ```python block)
     <!-- demo: ID -->                  read-only code students run; skipped when grading
     <!-- solution: NAME -->            (empty) the reference def/class NAME from solutions/vae.py
-    <!-- check: NAME -->               (empty) the graded check cell of problem NAME
+    <!-- check: NAME -->               (empty) the graded check cell of problem NAME (its
+                                       hidden part scores it under nbgrader autograde)
     <!-- answer: ID points=N -->       a manually graded markdown answer; text is the placeholder
 
 Solution cells hold the reference with each function body (each method body, for the VAE)
@@ -17,6 +18,7 @@ region by `raise NotImplementedError()`, so signatures and docstrings stay in th
 from __future__ import annotations
 
 import ast
+import copy
 import io
 import re
 import tokenize
@@ -37,6 +39,8 @@ SOLUTIONS_PY = ROOT / "solutions" / "vae.py"
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
+BEGIN_HIDDEN_TESTS = "### BEGIN HIDDEN TESTS"
+END_HIDDEN_TESTS = "### END HIDDEN TESTS"
 SKIP_MARK = "vae_assignment"  # cell metadata key: {"skip_when_grading": true} on demo cells
 
 CELL_KINDS = ("markdown", "code", "demo", "solution", "check", "answer")
@@ -222,11 +226,51 @@ def _class_with_regions(lines: list[str], node: ast.ClassDef) -> list[str]:
     return out
 
 
-def check_source(name: str) -> str:
-    """The check cell of problem `name`: calls the visible check of the public vae_checks."""
+def visible_check_source(name: str) -> str:
+    """What the release's check cell of problem `name` holds: the public vae_checks call."""
     if name not in PROBLEM_POINTS:
         raise ValueError(f"{name!r} is not a contract problem")
     return f"check_{name.lower()}({name})"
+
+
+def check_source(name: str) -> str:
+    """The check cell of problem `name`: the visible check, then (hidden, for nbgrader
+    autograde) the problem's score from the standalone grader as the cell's value.
+
+    The hidden prelude makes a failing visible check print instead of raise, since nbgrader
+    scores a cell that raises 0 and the grader may give partial credit (see
+    autograder/nbgrader_cell.py). nbgrader's generate_assignment removes both hidden regions,
+    leaving `visible_check_source(name)`.
+    """
+    visible = visible_check_source(name)
+    check = f"check_{name.lower()}"
+    return "\n".join([
+        BEGIN_HIDDEN_TESTS,
+        "from autograder.nbgrader_cell import nonfatal, problem_score",
+        f"{check} = nonfatal({check})",
+        END_HIDDEN_TESTS,
+        visible,
+        BEGIN_HIDDEN_TESTS,
+        f"problem_score({name!r})",
+        END_HIDDEN_TESTS,
+    ])
+
+
+def without_hidden_tests(nb: NotebookNode) -> NotebookNode:
+    """A copy of `nb` with every hidden-test region removed (what nbgrader releases)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if BEGIN_HIDDEN_TESTS in cell.source:
+            kept, hidden = [], False
+            for line in cell.source.split("\n"):
+                if BEGIN_HIDDEN_TESTS in line:
+                    hidden = True
+                elif END_HIDDEN_TESTS in line:
+                    hidden = False
+                elif not hidden:
+                    kept.append(line)
+            cell.source = "\n".join(kept)
+    return nb
 
 
 # ---------------------------------------------------------------------------- notebook

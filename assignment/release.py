@@ -23,7 +23,9 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from assignment.notebook import ASSIGNMENT, ROOT, SOURCE_NOTEBOOK_NAME, build_notebook
+from assignment.notebook import (
+    ASSIGNMENT, ROOT, SOURCE_NOTEBOOK_NAME, build_notebook, without_hidden_tests,
+)
 
 COURSE_ID = "vae-course"
 PUBLIC_DIR = ROOT / "assignment" / "public"
@@ -40,9 +42,14 @@ REQUIREMENTS = "\n".join([
 NBGRADER_CONFIG = "\n".join([
     "c = get_config()  # noqa: F821 (nbgrader defines get_config)",
     f'c.CourseDirectory.course_id = "{COURSE_ID}"',
-    "# The notebook's training demos (1000 steps each) take 3 s to 30 s on a busy machine:",
-    "# nbgrader's default of 30 s per cell is too tight for `nbgrader autograde`.",
-    "c.Execute.timeout = 300",
+    "# The notebook's training demos (1000 steps each) take 3 s to 30 s on a busy machine, and",
+    "# the first check cell runs the whole grader (its limit: 900 s per submission): nbgrader's",
+    "# default of 30 s per cell is too tight for `nbgrader autograde`.",
+    "c.Execute.timeout = 1000",
+    "# Feedback shows every cell as autograded, hidden tests included (nbgrader #1363): drop them.",
+    "from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402",
+    "from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402",
+    "c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]",
 ]) + "\n"
 LOG_TAIL_LINES = 40
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # headless, keeps the figures
@@ -256,11 +263,13 @@ def _cell_label(nb: NotebookNode, index: int) -> str:
 
 
 def execute_source_notebook(work_dir: Path, timeout: int = 600) -> NotebookNode:
-    """Write the source notebook (reference solutions in) beside the public files, run it."""
+    """Write the source notebook (reference solutions in, hidden tests out) beside the public
+    files, run it."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     for path in public_files():
         _replace(path, work_dir / path.name)
     notebook_path = work_dir / SOURCE_NOTEBOOK_NAME
-    nbformat.write(build_notebook(), notebook_path)
+    # Without the hidden tests: they grade the notebook with the whole grader (for nbgrader).
+    nbformat.write(without_hidden_tests(build_notebook()), notebook_path)
     return execute_notebook(notebook_path, work_dir, timeout=timeout)

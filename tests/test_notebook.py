@@ -10,7 +10,7 @@ from nbgrader.preprocessors import ClearSolutions
 from assignment import notebook
 from assignment.notebook import (
     NOTEBOOK_MD, SOLUTIONS_PY, CellSpec, build_notebook, check_source, grading_code_cells,
-    parse_cells, solution_source,
+    parse_cells, solution_source, visible_check_source, without_hidden_tests,
 )
 from autograder.contract import PROBLEM_POINTS
 from solutions import vae as reference
@@ -167,8 +167,13 @@ def test_solution_source_of_an_undecorated_function_without_docstring(tmp_path):
 
 
 def test_check_source_calls_the_public_check():
-    assert check_source("gaussian_kl") == "check_gaussian_kl(gaussian_kl)"
-    assert check_source("VAE") == "check_vae(VAE)"
+    # What the release keeps: the visible check; the rest is hidden (scored under nbgrader).
+    assert visible_check_source("gaussian_kl") == "check_gaussian_kl(gaussian_kl)"
+    assert visible_check_source("VAE") == "check_vae(VAE)"
+    for name in ("gaussian_kl", "VAE"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(check_source(name))])
+        assert without_hidden_tests(nb).cells[0].source == visible_check_source(name)
+    assert check_source("VAE").endswith("problem_score('VAE')\n### END HIDDEN TESTS")
     with pytest.raises(ValueError):
         check_source("softmax")
 

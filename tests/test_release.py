@@ -115,7 +115,7 @@ def test_course_directory_is_kept_for_autograde(out):
     assert (course / "gradebook.db").is_file()
     config = (course / "nbgrader_config.py").read_text()
     assert 'c.CourseDirectory.course_id = "vae-course"' in config
-    assert "c.Execute.timeout = 300" in config
+    assert "c.Execute.timeout = 1000" in config
 
 
 def test_no_marker_anywhere_in_the_release(out):
