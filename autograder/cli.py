@@ -1,4 +1,4 @@
-"""The `vae-assignment` command: release, grade, validate, demo."""
+"""The `vae-assignment` command: release, grade, report, validate, demo."""
 from __future__ import annotations
 
 import argparse
@@ -25,10 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--json", type=Path, help="write every record as JSON (format in README.md)")
     grade.add_argument("--csv", type=Path, help="write a gradebook: a row per student, a column per problem")
     grade.add_argument("--gradescope", type=Path, help="write Gradescope's results.json (one submission only)")
+    grade.add_argument("--report", type=Path, metavar="DIR",
+                       help="write the class report into DIR (with DIR/grades.json unless --json is given)")
     grade.add_argument("--jobs", type=int, default=2, help="submissions graded in parallel (default: 2)")
     grade.add_argument("--call-timeout", type=float, default=Limits.call_seconds, help="seconds per call of student code")
     grade.add_argument("--submission-timeout", type=float, default=Limits.submission_seconds, help="seconds per submission")
     grade.add_argument("--memory-mb", type=int, default=Limits.memory_bytes // 2**20, help="address-space limit of a worker")
+    grade.add_argument("--require-sandbox", action="store_true",
+                       help="refuse to grade unless student code can run inside bubblewrap")
+
+    report = commands.add_parser("report", help="the class report (report.html and plots) from a grades JSON")
+    report.add_argument("grades", type=Path, metavar="GRADES.json", help="written by `grade --json`")
+    report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
 
     validate = commands.add_parser("validate", help="check the grader against the reference, stubs and the mistake catalogue")
     validate.add_argument("--jobs", type=int, default=2)
@@ -50,19 +58,35 @@ def _grade(args: argparse.Namespace) -> int:
     if args.gradescope and len(submissions) != 1:
         print("--gradescope writes one submission's results.json: give exactly one submission", file=sys.stderr)
         return EXIT_USAGE
+    from autograder import sandbox
+
+    isolation = sandbox.detect()
+    if args.require_sandbox and not isolation.sandboxed:
+        print(f"vae-assignment grade: --require-sandbox: bubblewrap cannot be used here ({isolation.reason}); "
+              "nothing was graded", file=sys.stderr)
+        return EXIT_USAGE
     limits = Limits(call_seconds=args.call_timeout, submission_seconds=args.submission_timeout,
-                    memory_bytes=args.memory_mb * 2**20)
+                    memory_bytes=args.memory_mb * 2**20, require_sandbox=args.require_sandbox)
     started = time.perf_counter()
-    records, seconds = grade_all(submissions, jobs=max(1, args.jobs), limits=limits)
+    records, timings = grade_all(submissions, jobs=max(1, args.jobs), limits=limits)
     elapsed = time.perf_counter() - started
     if args.json:
         outputs.write_json(args.json, records)
     if args.csv:
         outputs.write_csv(args.csv, records)
     if args.gradescope:
-        outputs.write_gradescope(args.gradescope, records[0], seconds[0])
+        outputs.write_gradescope(args.gradescope, records[0], timings[0]["total"])
     print(outputs.summary_table(records))
-    print(f"graded {len(records)} submission(s) in {elapsed:.1f} s with {args.jobs} job(s)")
+    print(f"isolation: {sandbox.describe(isolation)}")
+    print(f"graded {len(records)} submission(s) in {elapsed:.1f} s with {args.jobs} job(s); "
+          f"per submission {outputs.timing_summary(timings)}")
+    if args.report:
+        from autograder.report import build_report
+
+        grades_json = args.json or args.report / "grades.json"
+        if not args.json:
+            outputs.write_json(grades_json, records)
+        print(f"class report: {build_report(grades_json, args.report)}")
     return EXIT_OK
 
 
@@ -76,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             return main_release(args.out)
         if args.command == "grade":
             return _grade(args)
+        if args.command == "report":
+            from autograder.report import main_report
+            return main_report(args.grades, args.out)
         if args.command == "validate":
             from autograder.validate import run_validation
             return run_validation(jobs=args.jobs)

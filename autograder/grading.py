@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from autograder import sandbox
 from autograder.collect import Submission, SubmissionError, read_cells
 from autograder.contract import TOTAL_POINTS
 from autograder.scoring import not_graded, problems_from, run_hidden_tests
@@ -18,8 +19,11 @@ def prepare_process() -> None:
     torch.set_num_threads(1)
 
 
-def grade(submission: Submission, limits: Limits = Limits()) -> dict:
-    """The submission's record: scores per problem and test, and an error when it was unreadable."""
+def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None = None) -> dict:
+    """The submission's record: scores per problem and test, and an error when it was unreadable.
+    `timing`, when given, receives the seconds spent starting workers and training the model."""
+    if limits.require_sandbox and not sandbox.detect().sandboxed:
+        raise sandbox.SandboxUnavailable(f"the sandbox is required but not usable: {sandbox.detect().reason}")
     try:
         cells = read_cells(submission.path)
     except SubmissionError as unreadable:
@@ -32,6 +36,8 @@ def grade(submission: Submission, limits: Limits = Limits()) -> dict:
         problems = problems_from(run_hidden_tests(student))
     finally:
         student.close()
+    if timing is not None:
+        timing.update(student.timing)
     return record(submission, problems, None, student.load_errors, student.facts)
 
 
@@ -47,4 +53,5 @@ def record(submission: Submission, problems: dict, error: str | None,
         "problems": problems,
         # The trained model's held-out ELBO and the reference's (nats per image), when trained.
         "model": {"heldout_elbo": None, "reference_heldout_elbo": None, **(model or {})},
+        "isolation": sandbox.detect().level,  # how student code was contained: bubblewrap or process
     }

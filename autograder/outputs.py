@@ -71,6 +71,16 @@ def write_gradescope(path: Path, record: dict, execution_time: float) -> None:
     _write_atomically(path, json.dumps(gradescope_results(record, execution_time), indent=2) + "\n")
 
 
+def timing_summary(timings: list[dict]) -> str:
+    """Mean seconds per submission and how they split (worker start, model training, the rest)."""
+    if not timings:
+        return "-"
+    mean = {key: sum(t.get(key, 0.0) for t in timings) / len(timings) for key in ("total", "worker_start", "model_training")}
+    tests = mean["total"] - mean["worker_start"] - mean["model_training"]
+    return (f"{mean['total']:.1f} s: worker start {mean['worker_start']:.1f} s, "
+            f"model training {mean['model_training']:.1f} s, tests {tests:.1f} s")
+
+
 def summary_table(records: list[dict]) -> str:
     """A plain-text table: a row per student, a column per problem."""
     short = {p: p[:8] for p in PROBLEMS}

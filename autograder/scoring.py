@@ -74,6 +74,8 @@ class GradingPlugin:
 
     @pytest.fixture
     def student(self) -> Student:
+        if self.submission.start_failure is not None:
+            raise self.submission.start_failure  # fails the test at setup: no examples to generate
         self.submission.begin_test()
         return self.submission
 

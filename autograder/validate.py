@@ -16,6 +16,7 @@ from assignment.release import build_release
 from autograder.batch import grade_all
 from autograder.collect import find_submissions
 from autograder.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
+from autograder.outputs import timing_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "tests" / "catalogue.py"
@@ -80,7 +81,7 @@ def run_validation(jobs: int = 2) -> int:
         cases.mkdir()
         expected = write_cases(cases)
         submissions = find_submissions([cases])
-        records, seconds = grade_all(submissions, jobs=jobs)
+        records, timings = grade_all(submissions, jobs=jobs)
     rows, failures = [], 0
     for record in records:
         ok, text = verdict(record, expected[record["id"]])
@@ -89,8 +90,7 @@ def run_validation(jobs: int = 2) -> int:
     mistakes = [e for e in expected.values() if e.kind == "mistake"]
     named = sum("; named" in r for r in rows)
     print("\n".join(rows))
-    print(f"\n{len(records)} submissions graded in {sum(seconds):.0f} s of grading time "
-          f"({sum(seconds) / max(1, len(records)):.1f} s each); {len(mistakes)} catalogued mistakes, "
+    print(f"\n{len(records)} submissions graded; per submission {timing_summary(timings)}; {len(mistakes)} catalogued mistakes, "
           f"{named} of {sum(e.hint is not None for e in mistakes)} with a hint named in feedback.")
     print("validate: all expectations met" if not failures else f"validate: {failures} expectation(s) missed")
     return 0 if not failures else 1

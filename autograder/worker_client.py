@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import shutil
 import signal
 import site
@@ -21,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder import sandbox
 from autograder.untrusted import wire
 
 UNTRUSTED_DIR = Path(wire.__file__).resolve().parent
@@ -35,6 +37,7 @@ class Limits:
     submission_seconds: float = 900.0  # everything for one submission, restarts included
     memory_bytes: int = 4 * 2**30  # address space; torch alone maps about 1 GiB
     output_bytes: int = 4096  # of what the student printed, kept from the start and the end
+    require_sandbox: bool = False  # refuse to run student code without bubblewrap
 
 
 class StudentError(Exception):
@@ -51,6 +54,7 @@ class OutputTrap:
     def __init__(self, stream, limit: int):
         self.limit, self.head, self.tail, self.total = limit, b"", b"", 0
         self.lock = threading.Lock()
+        self.fd = stream.fileno()
         self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self.thread.start()
 
@@ -65,6 +69,13 @@ class OutputTrap:
 
     def take(self) -> str:
         """What was printed since the last take, trimmed in the middle when long."""
+        deadline = time.monotonic() + 0.5  # what the worker flushed before replying may still be in the pipe
+        try:
+            while time.monotonic() < deadline and select.select([self.fd], [], [], 0)[0] and self.thread.is_alive():
+                time.sleep(0.002)
+        except (OSError, ValueError):  # closed
+            pass
+        time.sleep(0.001)  # and the drain thread may hold a chunk it has read but not yet kept
         with self.lock:
             head, tail, total = self.head, self.tail, self.total
             self.head, self.tail, self.total = b"", b"", 0
@@ -74,12 +85,14 @@ class OutputTrap:
         return text + tail.decode(errors="replace")
 
 
-def _limit_resources(memory_bytes: int, cpu_seconds: int) -> None:
+def _limit_resources(memory_bytes: int, cpu_seconds: int, processes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 2**20, 64 * 2**20))
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    if processes is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
 
 class Worker:
@@ -99,16 +112,23 @@ class Worker:
             sys.executable, "-I", "-S", str(UNTRUSTED_DIR / "worker.py"),
             str(request_read), str(reply_write), str(PUBLIC_DIR), *site.getsitepackages(),
         ]
-        cpu_seconds = int(limits.submission_seconds) + 1
+        isolation = sandbox.detect()
+        self.sandboxed = isolation.sandboxed
+        command = sandbox.wrap(command, workdir=self.workdir, isolation=isolation, required=limits.require_sandbox)
+        cpu_seconds, processes = int(limits.submission_seconds) + 1, sandbox.process_limit(isolation)
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(request_read, reply_write), cwd=self.workdir, env=env, start_new_session=True,
-            preexec_fn=lambda: _limit_resources(limits.memory_bytes, cpu_seconds),
+            preexec_fn=lambda: _limit_resources(limits.memory_bytes, cpu_seconds, processes),
         )
         os.close(request_read)
         os.close(reply_write)
         self.output = OutputTrap(self.process.stdout, limits.output_bytes)
-        reply = self.request("load", self.limits.start_seconds, None, {"cells": cells})
+        try:
+            reply = self.request("load", self.limits.start_seconds, None, {"cells": cells})
+        except WorkerFailure:
+            self.close()  # no one else holds this half-started worker: free its pipes and folder
+            raise
         self.cell_errors: list[tuple[str, str]] = [tuple(pair) for pair in reply["cell_errors"]]
 
     def request(self, op: str, timeout: float, seed: int | None, args: dict, other_seed: int | None = None) -> dict:
@@ -121,6 +141,10 @@ class Worker:
             self.kill()
             raise WorkerFailure(f"your code did not finish within {timeout:g} s (time limit)") from None
         except (wire.WireError, OSError) as error:
+            try:
+                self.process.wait(timeout=2)  # bwrap needs a moment to pass on how the worker ended
+            except subprocess.TimeoutExpired:
+                pass
             self.kill()
             raise WorkerFailure(self._death_reason(error)) from None
         if type(reply.get("ok")) is not bool:
@@ -131,6 +155,11 @@ class Worker:
 
     def _death_reason(self, error: Exception) -> str:
         code = self.process.wait(timeout=5) if self.process.poll() is None else self.process.returncode
+        if self.sandboxed and code is not None and code > 128:  # bwrap reports signal N as 128 + N
+            try:
+                code = -signal.Signals(code - 128)
+            except ValueError:
+                pass
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             if -code == signal.SIGXCPU:
@@ -175,7 +204,9 @@ class Student:
         self.load_errors: list[tuple[str, str]] = []
         self.trained: dict = {}
         self.generation = 0  # counts workers started, so cached model handles can be dropped
+        self.start_failure: WorkerFailure | None = None  # a load that timed out, once for all tests
         self.facts: dict[str, float] = {}  # measurements the tests report, e.g. the model's ELBO
+        self.timing = {"worker_start": 0.0, "model_training": 0.0}  # seconds, for benchmarks only
 
     def begin_test(self) -> None:
         self.failure = None
@@ -185,9 +216,20 @@ class Student:
         if self.worker is not None and self.worker.process.poll() is not None:
             self.worker.close()
             self.worker = None
+        if self.start_failure is not None:
+            raise self.start_failure
         if self.worker is None:
             self.generation += 1
-            self.worker = Worker(self.cells, self.limits)
+            started = time.perf_counter()
+            try:
+                self.worker = Worker(self.cells, self.limits)
+            except WorkerFailure as failure:
+                if "did not finish" in str(failure):  # loading hangs: it would hang for every test
+                    self.start_failure = WorkerFailure(f"loading your submission: {failure}")
+                    raise self.start_failure from None
+                raise
+            finally:
+                self.timing["worker_start"] += time.perf_counter() - started
             self.load_errors = self.worker.cell_errors
         return self.worker
 
@@ -233,7 +275,9 @@ class Student:
         key = (self.generation, repr(kwargs), repr(training))
         if self.trained.get("key") != key:
             handle = self.new_model(**kwargs)
+            started = time.perf_counter()
             reply = self.request("model_train", self.limits.train_seconds, handle=handle, eval_eps=eval_eps, **training)
+            self.timing["model_training"] += time.perf_counter() - started
             self.trained = {"key": (self.generation, *key[1:]), "value": (handle, reply)}
         return self.trained["value"]
 
