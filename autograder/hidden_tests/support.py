@@ -5,7 +5,7 @@ import itertools
 
 import torch
 
-from autograder.feedback import expect_close, expect_tensor, failure, show_inputs
+from autograder.feedback import close, expect_close, expect_tensor, failure, show_inputs
 from autograder.worker_client import Student, StudentError, WorkerFailure
 
 
@@ -103,3 +103,25 @@ def combinations(combine, *parts: list[torch.Tensor]) -> list[torch.Tensor]:
         except RuntimeError:  # the student's own part has a shape that does not combine
             pass
     return results
+
+
+def check_composite(student: Student, problem: str, names: tuple[str, ...], args: tuple, kwargs: dict,
+                    *, checked: str, reference, combine, parts) -> torch.Tensor | None:
+    """Check a problem built from other problems' functions, with error carried forward.
+
+    `got` passes when it equals the reference or `combine` of any mix of the reference's and
+    the student's own parts (`parts()` lists each part's versions). An exception that comes
+    only from the student's own parts not combining is carried forward: then None is returned.
+    """
+    try:
+        got = student.call(problem, *args, **kwargs)["out"]
+    except StudentError:
+        if own_parts_do_not_combine(combine, *parts()):
+            return None
+        raise
+    expected = reference_value(reference, args, kwargs)
+    accepted = [expected]
+    if not close(got, expected, 1e-4, 1e-4):
+        accepted += combinations(combine, *parts())
+    expect_close(got, accepted, checked=checked, problem=problem, names=names, args=args, kwargs=kwargs)
+    return got
