@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import sandbox
+from autograder import sandbox, template_client
+from autograder.untrusted import template as untrusted_template
 from autograder.untrusted import wire
 
 UNTRUSTED_DIR = Path(wire.__file__).resolve().parent
@@ -66,6 +67,7 @@ class OutputTrap:
                     room = self.limit - len(self.head)
                     self.head, chunk = self.head + chunk[:room], chunk[room:]
                 self.tail = (self.tail + chunk)[-self.limit:]
+        stream.close()  # every writer is gone
 
     def take(self) -> str:
         """What was printed since the last take, trimmed in the middle when long."""
@@ -85,51 +87,83 @@ class OutputTrap:
         return text + tail.decode(errors="replace")
 
 
-def _limit_resources(memory_bytes: int, cpu_seconds: int, processes: int | None) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 2**20, 64 * 2**20))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+def resource_limits(limits: Limits, isolation: sandbox.Isolation) -> dict[str, int]:
+    """The worker's rlimits, by the names of `untrusted.template.LIMITS`."""
+    values = {"memory_bytes": limits.memory_bytes, "cpu_seconds": int(limits.submission_seconds) + 1,
+              "core_bytes": 0, "file_bytes": 64 * 2**20, "open_files": 256}
+    processes = sandbox.process_limit(isolation)
     if processes is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        values["processes"] = processes
+    return values
+
+
+def worker_environment(home: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home,
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+        "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+    }
+
+
+class ClassicProcess(subprocess.Popen):
+    """A fresh Python for one worker; killing it kills its whole session."""
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class Worker:
-    """One worker process with the submission's cells loaded."""
+    """One worker process with the submission's cells loaded: forked from this process's
+    template where possible (template_client), else a fresh sandboxed Python."""
 
     def __init__(self, cells: list[tuple[str, str]], limits: Limits):
         self.cells, self.limits = cells, limits
-        self.workdir = tempfile.mkdtemp(prefix="vae-worker-")
+        self.workdir: str | None = None
+        isolation = sandbox.detect()
+        if limits.require_sandbox and not isolation.sandboxed:
+            raise sandbox.SandboxUnavailable(f"the sandbox is required but bubblewrap cannot be used: {isolation.reason}")
+        self.sandboxed = isolation.sandboxed
         request_read, self.request_fd = os.pipe()
         self.reply_fd, reply_write = os.pipe()
-        env = {
-            "PATH": "/usr/bin:/bin", "HOME": self.workdir, "TMPDIR": self.workdir,
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-        }
-        command = [
-            sys.executable, "-I", "-S", str(UNTRUSTED_DIR / "worker.py"),
-            str(request_read), str(reply_write), str(PUBLIC_DIR), *site.getsitepackages(),
-        ]
-        isolation = sandbox.detect()
-        self.sandboxed = isolation.sandboxed
-        command = sandbox.wrap(command, workdir=self.workdir, isolation=isolation, required=limits.require_sandbox)
-        cpu_seconds, processes = int(limits.submission_seconds) + 1, sandbox.process_limit(isolation)
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(request_read, reply_write), cwd=self.workdir, env=env, start_new_session=True,
-            preexec_fn=lambda: _limit_resources(limits.memory_bytes, cpu_seconds, processes),
-        )
-        os.close(request_read)
-        os.close(reply_write)
-        self.output = OutputTrap(self.process.stdout, limits.output_bytes)
+        output_read, output_write = os.pipe()
+        started = time.perf_counter()
         try:
+            self.process = self._fork(request_read, reply_write, output_write, isolation)
+        finally:
+            for fd in (request_read, reply_write, output_write):
+                os.close(fd)
+        self.output = OutputTrap(open(output_read, "rb"), limits.output_bytes)
+        try:
+            self.request("ping", self.limits.start_seconds, None, {})
+            self.start_seconds = time.perf_counter() - started  # until it answers, before the submission
             reply = self.request("load", self.limits.start_seconds, None, {"cells": cells})
         except WorkerFailure:
             self.close()  # no one else holds this half-started worker: free its pipes and folder
             raise
         self.cell_errors: list[tuple[str, str]] = [tuple(pair) for pair in reply["cell_errors"]]
+
+    def _fork(self, request_read: int, reply_write: int, output_write: int, isolation: sandbox.Isolation):
+        template = template_client.shared_template(worker_environment(untrusted_template.WORKDIR))
+        if template is not None:
+            try:
+                return template.fork(request_read, reply_write, output_write, resource_limits(self.limits, isolation))
+            except template_client.TemplateUnavailable:
+                pass  # this once the classic way; the next worker gets a new template
+        self.workdir = tempfile.mkdtemp(prefix="vae-worker-")
+        command = [
+            sys.executable, "-I", "-S", str(UNTRUSTED_DIR / "worker.py"),
+            str(request_read), str(reply_write), str(PUBLIC_DIR), *site.getsitepackages(),
+        ]
+        command = sandbox.wrap(command, workdir=self.workdir, isolation=isolation)
+        rlimits = [(untrusted_template.LIMITS[name], value) for name, value in resource_limits(self.limits, isolation).items()]
+        return ClassicProcess(
+            command, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
+            pass_fds=(request_read, reply_write), cwd=self.workdir, env=worker_environment(self.workdir),
+            start_new_session=True, preexec_fn=lambda: [resource.setrlimit(r, (v, v)) for r, v in rlimits],
+        )
 
     def request(self, op: str, timeout: float, seed: int | None, args: dict, other_seed: int | None = None) -> dict:
         """Send one request; the reply's fields, or StudentError / WorkerFailure. `seed` seeds
@@ -169,12 +203,15 @@ class Worker:
             return f"the process running your code exited (status {code}), e.g. through sys.exit or os._exit"
         return f"lost contact with the process running your code ({error})"
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def take_output(self) -> str:
+        return self.output.take()
+
     def kill(self) -> None:
         if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.process.kill()
         self.process.wait()
 
     def close(self) -> None:
@@ -185,7 +222,8 @@ class Worker:
                 pass
         self.kill()
         self.output.thread.join(timeout=5)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class Student:
@@ -213,7 +251,7 @@ class Student:
         self.seed = 0
 
     def _worker(self) -> Worker:
-        if self.worker is not None and self.worker.process.poll() is not None:
+        if self.worker is not None and not self.worker.alive():
             self.worker.close()
             self.worker = None
         if self.start_failure is not None:
@@ -224,12 +262,12 @@ class Student:
             try:
                 self.worker = Worker(self.cells, self.limits)
             except WorkerFailure as failure:
+                self.timing["worker_start"] += time.perf_counter() - started
                 if "did not finish" in str(failure):  # loading hangs: it would hang for every test
                     self.start_failure = WorkerFailure(f"loading your submission: {failure}")
                     raise self.start_failure from None
                 raise
-            finally:
-                self.timing["worker_start"] += time.perf_counter() - started
+            self.timing["worker_start"] += self.worker.start_seconds  # loading the cells counts as tests
             self.load_errors = self.worker.cell_errors
         return self.worker
 
@@ -282,7 +320,7 @@ class Student:
         return self.trained["value"]
 
     def take_output(self) -> str:
-        return self.worker.output.take() if self.worker is not None else ""
+        return self.worker.take_output() if self.worker is not None else ""
 
     def close(self) -> None:
         if self.worker is not None:

@@ -280,7 +280,13 @@ def probe():
     return [os.getuid(), os.getgid(), os.getpid(), network, visible(root + "/solutions"),
             visible(root + "/autograder/hidden_tests"), visible(root + "/pyproject.toml"),
             visible(root + "/autograder/untrusted/worker.py"), visible(root + "/assignment/public/digits.npz"),
-            len(os.listdir("/proc/self/fd"))]
+            sum(1 for fd in range(256) if _is_open(fd))]
+def _is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
 """
 
 
@@ -295,7 +301,7 @@ def test_the_sandboxed_worker_sees_only_what_it_needs():
     assert pid < 10  # its own PID namespace
     assert network == 0
     assert visible == [0, 0, 0, 1, 1]  # no reference, hidden tests or project; its own code and data
-    assert fds <= 6  # stdin/out/err, the two pipes, and the listing's own
+    assert fds <= 5  # stdin/out/err and the two pipes
 
 
 def test_require_sandbox_refuses_to_grade_without_bubblewrap(monkeypatch, capsys, tmp_path):
@@ -323,3 +329,41 @@ def test_the_worker_command_is_wrapped_only_with_bubblewrap(tmp_path):
     mounted = {command[i + 2] for i, a in enumerate(command) if a in ("--ro-bind", "--bind")}
     assert str(sandbox.UNTRUSTED_DIR) in mounted and str(sandbox.PUBLIC_DIR) in mounted
     assert not any(m == str(PROJECT) or PROJECT / "solutions" == Path(m) for m in mounted)
+
+
+LEAVE_TRACES = """
+import os
+FOLDERS = ("/tmp", "/dev/shm", os.getcwd(), os.path.expanduser("~"))
+def leave():
+    written = 0
+    for folder in FOLDERS:
+        try:
+            with open(os.path.join(folder, "redteam-trace"), "w") as stream:
+                stream.write("left by the previous submission")
+            written += 1
+        except OSError:
+            pass
+    __builtins__["REDTEAM_TRACE"] = 1  # in the interpreter, for whoever runs next in it
+    return written
+def find():
+    found = sum(os.path.exists(os.path.join(folder, "redteam-trace")) for folder in FOLDERS)
+    return [found, int("REDTEAM_TRACE" in __builtins__), len(os.listdir("/proc"))]
+"""
+
+
+@needs_sandbox
+def test_a_submission_finds_no_trace_of_the_one_graded_before_it():
+    """Workers forked from one template one after the other: files written to /tmp, /dev/shm,
+    the working folder and home, and changes to the interpreter, die with the worker."""
+    first = Student([("leave.py", LEAVE_TRACES)], Limits(call_seconds=10))
+    try:
+        assert first.call("leave")["out"] == 4  # it could write its own folders
+    finally:
+        first.close()
+    second = Student([("find.py", LEAVE_TRACES)], Limits(call_seconds=10))
+    try:
+        found_files, found_in_memory, processes_seen = second.call("find")["out"]
+    finally:
+        second.close()
+    assert (found_files, found_in_memory) == (0, 0)
+    assert processes_seen <= 3  # at most itself (PID 1) in its own /proc: never the template
