@@ -1,0 +1,194 @@
+"""Hypothesis's examples, generated once per grading process instead of once per submission.
+
+The hidden tests run derandomized hypothesis, so every submission that passes a test is fed
+the same sequence of examples: the one the reference is fed. `recorded_examples()` runs the
+hypothesis tests once against the reference (in this process: it is our own code) and keeps
+each test's examples. Grading then calls a test's body on those examples directly; only
+when one of them fails does the test run again under hypothesis, from the start, so that a
+wrong submission gets hypothesis's shrunk counterexample exactly as without replay.
+
+A test is replayed only if recording it saw nothing but passing examples; anything else
+(a failure, a rejected draw) leaves it to hypothesis every time.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy
+import pytest
+import torch
+import torch.distributions
+from hypothesis.errors import StopTest, UnsatisfiedAssumption
+
+from assignment.public import vae_course
+from autograder.collect import read_cells
+from autograder.untrusted import wire
+from autograder.untrusted.worker import Server
+from autograder.worker_client import Limits, Student, StudentError
+
+REFERENCE = Path(__file__).resolve().parent.parent / "solutions" / "vae.py"
+
+
+@dataclass
+class Example:
+    kwargs: dict  # the arguments hypothesis gave (fixtures and st.data() excluded)
+    uses_data: bool = False  # the test takes `data` (st.data())
+    draws: list = field(default_factory=list)  # what it drew from it, in order
+
+
+class ReplayError(Exception):
+    """The test drew more than was recorded: its body is not what was recorded."""
+
+
+class RecordedData:
+    """Stands in for st.data(): returns the recorded draws in order."""
+
+    def __init__(self, draws: list):
+        self.draws = iter(draws)
+
+    def draw(self, strategy, label=None):
+        try:
+            return copy.deepcopy(next(self.draws))
+        except StopIteration:
+            raise ReplayError("the test drew more than was recorded") from None
+
+
+class InProcessWorker:
+    """The reference answering requests in this process, through the worker's own `Server`
+    and an in-memory round trip of the wire format (so replies are fresh, plain tensors)."""
+
+    cell_errors: list = []
+    start_seconds = 0.0
+
+    def __init__(self, cells: list[tuple[str, str]]):
+        self.server = Server(torch, numpy, torch.distributions, vae_course)
+        self.server.op_load(cells)
+
+    def alive(self) -> bool:
+        return True
+
+    def request(self, op: str, timeout: float, seed: int | None, args: dict, other_seed: int | None = None) -> dict:
+        reply = self.server.handle({"op": op, "seed": seed, "other_seed": other_seed, "args": args})
+        buffer = io.BytesIO()
+        torch.save(reply, buffer)
+        reply = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+        wire.check_plain(reply)
+        if not reply["ok"]:
+            raise StudentError(str(reply["error"]))
+        return reply
+
+    def take_output(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        pass
+
+
+class ReferenceStudent(Student):
+    """A Student whose worker is the reference, in process (only for recording examples)."""
+
+    def __init__(self):
+        super().__init__([], Limits())
+        self.worker = InProcessWorker(read_cells(REFERENCE))
+
+    def _worker(self) -> InProcessWorker:
+        return self.worker
+
+
+def test_key(item: pytest.Item) -> str:
+    """`test_<problem>.py::<name>`: the same whichever folder pytest takes as its root."""
+    return f"{Path(str(item.path)).name}::{item.name}"
+
+
+def is_hypothesis_test(item: pytest.Item) -> bool:
+    return hasattr(getattr(item, "obj", None), "hypothesis")
+
+
+class RecordingPlugin:
+    """Runs only the hypothesis tests, against the reference, keeping every example."""
+
+    def __init__(self):
+        self.reference = ReferenceStudent()
+        self.examples: dict[str, list[Example]] = {}
+        self.unreplayable: set[str] = set()
+
+    @pytest.fixture
+    def student(self) -> Student:
+        self.reference.begin_test()
+        return self.reference
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        items[:] = [item for item in items if is_hypothesis_test(item)]
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        hypothesis_handle = item.obj.hypothesis
+        original, examples, fixtures = hypothesis_handle.inner_test, [], set(item.fixturenames)
+
+        def recorder(*args, **kwargs):
+            example = Example({k: copy.deepcopy(v) for k, v in kwargs.items() if k not in fixtures and k != "data"},
+                              uses_data="data" in kwargs)
+            examples.append(example)
+            if example.uses_data:
+                kwargs["data"] = _Recording(kwargs["data"], example.draws)
+            requests = self.reference.seed
+            try:
+                return original(*args, **kwargs)
+            except (StopTest, UnsatisfiedAssumption):
+                if self.reference.seed == requests:  # given up while drawing: the student saw nothing
+                    examples.remove(example)
+                else:
+                    self.unreplayable.add(test_key(item))
+                raise
+            except BaseException:
+                self.unreplayable.add(test_key(item))
+                raise
+
+        hypothesis_handle.inner_test = recorder
+        try:
+            outcome = yield
+        finally:
+            hypothesis_handle.inner_test = original
+        if outcome.excinfo is None and test_key(item) not in self.unreplayable:
+            self.examples[test_key(item)] = examples
+
+
+class _Recording:
+    """Wraps hypothesis's data object: draws as usual and keeps a copy of each."""
+
+    def __init__(self, data, draws: list):
+        self.data, self.draws = data, draws
+
+    def draw(self, strategy, label=None):
+        value = self.data.draw(strategy, label)
+        self.draws.append(copy.deepcopy(value))
+        return value
+
+
+@functools.lru_cache(maxsize=1)
+def recorded_examples() -> dict[str, list[Example]]:
+    """Each replayable hypothesis test's examples, by `test_key` (once per process)."""
+    from autograder.scoring import run_pytest
+
+    plugin = RecordingPlugin()
+    run_pytest([], plugin)
+    return plugin.examples
+
+
+def replay(item: pytest.Item, examples: list[Example]) -> bool:
+    """Run the test body on every recorded example; False at the first one that fails."""
+    body = item.obj.hypothesis.inner_test
+    fixtures = {name: item.funcargs[name] for name in item.fixturenames if name in item.funcargs}
+    for example in examples:
+        kwargs = {**fixtures, **copy.deepcopy(example.kwargs)}
+        if example.uses_data:
+            kwargs["data"] = RecordedData(example.draws)
+        try:
+            body(**kwargs)
+        except Exception:  # noqa: BLE001 - any failure: hypothesis runs the test for real
+            return False
+    return True
