@@ -70,9 +70,10 @@ def expect_tensor(got: object, what: str, inputs: str) -> torch.Tensor:
 
 
 def expect_close(got: object, expected: torch.Tensor | list[torch.Tensor], *, checked: str,
-                 problem: str, names: tuple[str, ...], args: tuple, kwargs: dict | None = None,
+                 problem: str | None, names: tuple[str, ...], args: tuple, kwargs: dict | None = None,
                  rtol: float | None = None, atol: float | None = None) -> None:
-    """Pass when `got` matches the expected value (or any of several accepted ones)."""
+    """Pass when `got` matches the expected value (or any of several accepted ones); on a
+    failure, name the known mistake of `problem` that `got` matches (None: do not look)."""
     candidates = expected if isinstance(expected, list) else [expected]
     default_rtol, default_atol = tolerance(candidates[0].dtype)
     rtol, atol = rtol or default_rtol, atol or default_atol
@@ -84,5 +85,5 @@ def expect_close(got: object, expected: torch.Tensor | list[torch.Tensor], *, ch
     hint = None
     if got.shape != candidates[0].shape:
         hint = f"the result should have shape {tuple(candidates[0].shape)}, not {tuple(got.shape)}."
-    recognised = mistakes.recognise(problem, got, args, kwargs or {})
+    recognised = mistakes.recognise(problem, got, args, kwargs or {}) if problem is not None else None
     raise failure(checked, inputs, candidates[0], got, hint, recognised)

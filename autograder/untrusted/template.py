@@ -93,6 +93,8 @@ def become_worker(limits: dict) -> None:
 def _keeper(request_fd: int, reply_fd: int, output_fd: int, limits: dict, serve) -> None:
     """The first child: set up, fork the worker, wait for it, exit with its status."""
     try:
+        signal.set_wakeup_fd(-1)  # the template's way of hearing of its children: not the worker's
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # else /proc/self/uid_map belongs to root
         os.setsid()
