@@ -124,6 +124,9 @@ def batch(tmp_path_factory) -> Batch:
     cwd, tmpdir = os.getcwd(), os.environ.get("TMPDIR")
     os.chdir(grader)  # the grading processes' working folder: a target through /proc/<pid>/cwd
     os.environ["TMPDIR"] = str(temporary)  # where the workers' private folders are made
+    # What this test process started before (e.g. the worker template of an earlier test that
+    # graded in this process) is not the batch's.
+    earlier_children = set(children_of(os.getpid()))
     try:
         started = time.monotonic()
         records, timings = grade_all(find_submissions([class_folder]), jobs=2, limits=LIMITS, progress=False)
@@ -141,7 +144,7 @@ def batch(tmp_path_factory) -> Batch:
         seconds={r["id"]: t["total"] if isinstance(t, dict) else t for r, t in zip(records, timings)},
         elapsed=elapsed,
         orphans=orphans(),
-        children=children_of(os.getpid()),
+        children=sorted(set(children_of(os.getpid())) - earlier_children),
         canary=sorted(os.listdir(CANARY)),
         grader_files=sorted(os.listdir(grader)),
         output_text=output_path.read_text(),
