@@ -1,11 +1,14 @@
-"""The `vae-assignment` command: release, grade, report, validate, demo."""
+"""The `vae-assignment` command: release, grade, report, validate, demo, gradescope-bundle."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from autograder.worker_client import Limits
@@ -27,12 +30,19 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--gradescope", type=Path, help="write Gradescope's results.json (one submission only)")
     grade.add_argument("--report", type=Path, metavar="DIR",
                        help="write the class report into DIR (with DIR/grades.json unless --json is given)")
-    grade.add_argument("--jobs", type=int, default=2, help="submissions graded in parallel (default: 2)")
+    grade.add_argument("--jobs", type=int, default=2,
+                       help="submissions graded in parallel on this machine (default: 2; not with --scheduler)")
     grade.add_argument("--call-timeout", type=float, default=Limits.call_seconds, help="seconds per call of student code")
     grade.add_argument("--submission-timeout", type=float, default=Limits.submission_seconds, help="seconds per submission")
     grade.add_argument("--memory-mb", type=int, default=Limits.memory_bytes // 2**20, help="address-space limit of a worker")
     grade.add_argument("--require-sandbox", action="store_true",
                        help="refuse to grade unless student code can run inside bubblewrap")
+    grade.add_argument("--db", type=Path, default=Path("grades.sqlite"),
+                       help="keep each result here as soon as it is graded; a rerun reuses them "
+                            "(default: ./grades.sqlite)")
+    grade.add_argument("--regrade", action="store_true", help="grade everything again, replacing the results in --db")
+    grade.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="grade on the Dask cluster of this scheduler instead of local processes")
 
     report = commands.add_parser("report", help="the class report (report.html and plots) from a grades JSON")
     report.add_argument("grades", type=Path, metavar="GRADES.json", help="written by `grade --json`")
@@ -43,13 +53,27 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="build the release, run the solution notebook, grade examples")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
+
+    bundle = commands.add_parser("gradescope-bundle", help="write the Gradescope autograder zip (setup.sh, run_autograder)")
+    bundle.add_argument("--out", type=Path, default=Path("autograder.zip"), help="the zip to write (default: ./autograder.zip)")
     return parser
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a batch system's time limit, `kill`) stops grading as Ctrl-C does: cleanly, resumable."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _grade(args: argparse.Namespace) -> int:
     from autograder import outputs
-    from autograder.batch import grade_all
+    from autograder.batch import Interrupted, grade_batch
     from autograder.collect import find_submissions
+    from autograder.store import ResultStore, StoreError
 
     submissions = find_submissions(args.paths)
     if not submissions:
@@ -67,19 +91,42 @@ def _grade(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     limits = Limits(call_seconds=args.call_timeout, submission_seconds=args.submission_timeout,
                     memory_bytes=args.memory_mb * 2**20, require_sandbox=args.require_sandbox)
+    try:
+        store = ResultStore(args.db)
+    except StoreError as error:
+        print(f"vae-assignment grade: --db: {error}", file=sys.stderr)
+        return EXIT_USAGE
     started = time.perf_counter()
-    records, timings = grade_all(submissions, jobs=max(1, args.jobs), limits=limits)
+    try:
+        with store, _sigterm_as_ctrl_c():
+            batch = grade_batch(submissions, jobs=max(1, args.jobs), limits=limits, store=store, regrade=args.regrade,
+                                scheduler=args.scheduler, visible_checks=args.gradescope is not None)
+    except Interrupted as stop:
+        print(f"interrupted: {stop.kept} of {stop.total} graded and kept in {args.db}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     elapsed = time.perf_counter() - started
+    if batch.failures:
+        for student, why in batch.failures.items():
+            print(f"vae-assignment grade: the grader failed on {student}: {why}", file=sys.stderr)
+        print(f"vae-assignment grade: nothing written; the {len(batch.records)} graded are kept in {args.db}: "
+              "run the same command again to grade the rest", file=sys.stderr)
+        return EXIT_GRADER_FAILED
+    records, timings = batch.records, list(batch.timings.values())
     if args.json:
         outputs.write_json(args.json, records)
     if args.csv:
         outputs.write_csv(args.csv, records)
     if args.gradescope:
-        outputs.write_gradescope(args.gradescope, records[0], timings[0]["total"])
+        from autograder.gradescope import write_gradescope
+
+        write_gradescope(args.gradescope, records[0], batch.timings.get(records[0]["id"], {}).get("total", 0.0))
     print(outputs.summary_table(records))
     print(f"isolation: {sandbox.describe(isolation)}")
-    print(f"graded {len(records)} submission(s) in {elapsed:.1f} s with {args.jobs} job(s); "
-          f"per submission {outputs.timing_summary(timings)}")
+    where = f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"with {args.jobs} job(s)"
+    ignored = f" ({store.ignored} unusable stored result(s) ignored)" if store.ignored else ""
+    print(f"graded {len(timings)} submission(s) in {elapsed:.1f} s {where}, reused {batch.reused} from {args.db}"
+          f"{ignored}; per submission {outputs.timing_summary(timings)}")
     if args.report:
         from autograder.report import build_report
 
@@ -106,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             from autograder.validate import run_validation
             return run_validation(jobs=args.jobs)
+        if args.command == "gradescope-bundle":
+            from autograder.gradescope import main_bundle
+            return main_bundle(args.out)
         from autograder.demo import run_demo
         return run_demo(args.out)
     except UsageError as error:

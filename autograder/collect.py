@@ -6,8 +6,9 @@ lays them out). The student id is the file stem or the subfolder name.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
@@ -27,8 +28,19 @@ class SubmissionError(Exception):
 
 @dataclass(frozen=True)
 class Submission:
+    """A student's submission. `content` holds the file's bytes once the grader has read them
+    (`loaded()`): grading then needs no file system, so it can happen on another machine."""
     id: str
     path: Path
+    content: bytes | None = field(default=None, repr=False)
+
+    def loaded(self) -> Submission:
+        """This submission with its bytes read (OSError when the file cannot be read)."""
+        return self if self.content is not None else replace(self, content=self.path.read_bytes())
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.loaded().content).hexdigest()
 
 
 def _is_submission(path: Path) -> bool:
@@ -95,9 +107,10 @@ def _notebook_cells(text: str) -> list[tuple[str, str]]:
     return [(label, without_magics(source)) for label, source in grading_code_cells(notebook)]
 
 
-def read_cells(path: Path) -> list[tuple[str, str]]:
-    """(label, python source) of the code to run for a submission, or SubmissionError."""
-    data = path.read_bytes()
+def read_cells(path: Path, content: bytes | None = None) -> list[tuple[str, str]]:
+    """(label, python source) of the code to run for a submission, or SubmissionError. The
+    code is `content` when given (the path then only names the file: .ipynb or .py), else the file's."""
+    data = path.read_bytes() if content is None else content
     if not data.strip():
         raise SubmissionError("the file is empty")
     try:

@@ -19,26 +19,35 @@ def prepare_process() -> None:
     torch.set_num_threads(1)
 
 
-def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None = None) -> dict:
+def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None = None, *,
+          visible_checks: bool = False) -> dict:
     """The submission's record: scores per problem and test, and an error when it was unreadable.
-    `timing`, when given, receives the seconds spent starting workers and training the model."""
+    `timing`, when given, receives the seconds spent starting workers and training the model.
+    `visible_checks` adds the notebook's visible checks (for Gradescope), run after the hidden
+    tests so that they cannot change a score."""
     if limits.require_sandbox and not sandbox.detect().sandboxed:
         raise sandbox.SandboxUnavailable(f"the sandbox is required but not usable: {sandbox.detect().reason}")
     try:
-        cells = read_cells(submission.path)
-    except SubmissionError as unreadable:
-        return record(submission, problems_from(not_graded(str(unreadable))), str(unreadable))
-    except OSError as unreadable:
-        reason = f"the file cannot be read: {unreadable.strerror}"
-        return record(submission, problems_from(not_graded(reason)), reason)
+        cells = read_cells(submission.path, submission.content)
+    except SubmissionError as error:
+        return unreadable(submission, str(error))
+    except OSError as error:
+        return unreadable(submission, f"the file cannot be read: {error.strerror}")
     student = Student(cells, limits)
     try:
         problems = problems_from(run_hidden_tests(student))
+        checks = student.visible_checks() if visible_checks else None
     finally:
         student.close()
     if timing is not None:
         timing.update(student.timing)
-    return record(submission, problems, None, student.load_errors, student.facts)
+    graded = record(submission, problems, None, student.load_errors, student.facts)
+    return graded if checks is None else {**graded, "visible_checks": checks}
+
+
+def unreadable(submission: Submission, reason: str) -> dict:
+    """The record of a submission that could not be read: every test not graded, for `reason`."""
+    return record(submission, problems_from(not_graded(reason)), reason)
 
 
 def record(submission: Submission, problems: dict, error: str | None,

@@ -167,7 +167,7 @@ def _run_grader(notebook: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="vae-nbgrader-") as tmp:
         out = Path(tmp) / "grades.json"
         command = [sys.executable, "-m", "autograder.cli", "grade", str(notebook.resolve()),
-                   "--json", str(out), "--jobs", "1"]
+                   "--json", str(out), "--jobs", "1", "--db", str(Path(tmp) / "grades.sqlite")]
         try:
             # cwd: the project, so `autograder` is this package, not a file beside the notebook.
             done = subprocess.run(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,

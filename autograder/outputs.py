@@ -1,9 +1,10 @@
-"""Write grading records as JSON, a CSV gradebook, Gradescope's results.json, and a summary table."""
+"""Write grading records as JSON, a CSV gradebook and a summary table (Gradescope: gradescope.py)."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from autograder.contract import PROBLEMS, TOTAL_POINTS
 FORMAT_VERSION = 1
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -26,7 +27,7 @@ def json_document(records: list[dict]) -> dict:
 
 
 def write_json(path: Path, records: list[dict]) -> None:
-    _write_atomically(path, json.dumps(json_document(records), indent=2, sort_keys=False) + "\n")
+    write_atomically(path, json.dumps(json_document(records), indent=2, sort_keys=False) + "\n")
 
 
 def write_csv(path: Path, records: list[dict]) -> None:
@@ -39,45 +40,18 @@ def write_csv(path: Path, records: list[dict]) -> None:
     for record in records:
         writer.writerow([record["id"], *(record["problems"][p]["score"] for p in PROBLEMS),
                          record["score"], record["max_score"], record["error"] or ""])
-    _write_atomically(path, buffer.getvalue())
-
-
-def gradescope_results(record: dict, execution_time: float) -> dict:
-    """Gradescope's results.json for one submission (gradescope autograder specs)."""
-    tests = []
-    for problem_number, problem in enumerate(PROBLEMS, start=1):
-        for test_number, test in enumerate(record["problems"][problem]["tests"], start=1):
-            tests.append({
-                "name": f"{problem}: {test['description']}",
-                "number": f"{problem_number}.{test_number}",
-                "score": test["score"],
-                "max_score": test["max_score"],
-                "status": "passed" if test["status"] == "passed" else "failed",
-                "output": test["message"] or "Passed.",
-                "visibility": "after_published",
-            })
-    output = f"Not graded: {record['error']}" if record["error"] else f"Score: {record['score']} / {record['max_score']}"
-    return {
-        "score": record["score"],
-        "execution_time": round(execution_time),
-        "output": output,
-        "visibility": "after_published",
-        "stdout_visibility": "hidden",
-        "tests": tests,
-    }
-
-
-def write_gradescope(path: Path, record: dict, execution_time: float) -> None:
-    _write_atomically(path, json.dumps(gradescope_results(record, execution_time), indent=2) + "\n")
+    write_atomically(path, buffer.getvalue())
 
 
 def timing_summary(timings: list[dict]) -> str:
-    """Mean seconds per submission and how they split (worker start, model training, the rest)."""
+    """Mean seconds per submission and how they split (worker start, model training, the rest);
+    the worker start as the median, in milliseconds (a crash costs a submission another start)."""
     if not timings:
         return "-"
     mean = {key: sum(t.get(key, 0.0) for t in timings) / len(timings) for key in ("total", "worker_start", "model_training")}
     tests = mean["total"] - mean["worker_start"] - mean["model_training"]
-    return (f"{mean['total']:.1f} s: worker start {mean['worker_start']:.1f} s, "
+    start_ms = 1000 * statistics.median(t.get("worker_start", 0.0) for t in timings)
+    return (f"{mean['total']:.1f} s: worker start {start_ms:.0f} ms (median), "
             f"model training {mean['model_training']:.1f} s, tests {tests:.1f} s")
 
 
