@@ -122,6 +122,27 @@ class Server:
             "seconds": seconds,
         }
 
+    def op_visible_check(self, check, name):
+        """One of the notebook's visible checks (`check`, from the public vae_checks) on the
+        student's `name`, what it prints captured: {"passed": bool, "message": str}."""
+        import contextlib
+        import io
+
+        import vae_checks
+
+        if self.module.__dict__.get(name) is None:
+            return {"passed": False, "message": f"`{name}` is not defined in your submission"}
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                getattr(vae_checks, check)(self.module.__dict__[name])
+            passed, message = True, ""
+        except AssertionError as failed:
+            passed, message = False, str(failed)
+        except BaseException as error:  # noqa: BLE001 - SystemExit and the like fail the check
+            passed, message = False, self.describe(error)
+        return {"passed": passed, "message": "\n\n".join(p for p in (message, printed.getvalue().strip()) if p)}
+
     # --- known-good pieces for model requests ------------------------------------------
     def known_good_reparameterize(self, eps):
         """Temporarily replace the student's `reparameterize` in their module's namespace."""
