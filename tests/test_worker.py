@@ -1,11 +1,15 @@
 """The worker boundary: replies are plain data, failures are contained, output is bounded."""
+import functools
 import io
+import math
 import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autograder.untrusted import wire
 from autograder.worker_client import Limits, Student, StudentError, WorkerFailure
@@ -114,22 +118,84 @@ def test_printed_output_is_captured_and_bounded(student_of):
     assert "bytes not shown" in printed and len(printed) < 400
 
 
-def test_wire_rejects_anything_but_tensors_and_plain_data():
+def test_a_pickle_is_never_unpickled(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    buffer = io.BytesIO()
+    torch.save({"ok": True, "out": Evil()}, buffer)
     read, write = os.pipe()
     try:
-        class Evil:
-            def __reduce__(self):
-                return (os.system, ("echo pwned",))
-
-        buffer = io.BytesIO()
-        torch.save({"ok": True, "out": Evil()}, buffer)
-        data = buffer.getvalue()
-        os.write(write, wire.HEADER.pack(len(data)) + data)
+        os.write(write, wire.HEADER.pack(len(buffer.getvalue())) + buffer.getvalue())
         with pytest.raises(wire.WireError, match="undecodable"):
             wire.receive(read, timeout=5)
     finally:
         os.close(read)
         os.close(write)
+    assert not (tmp_path / "pwned").exists()
+
+
+TENSORS = st.sampled_from(sorted(wire.DTYPES)).flatmap(lambda name: st.lists(
+    st.integers(0, 3), max_size=3).map(lambda shape: (torch.arange(math.prod(shape)) % 3 - 1).to(
+        wire.DTYPES[name]).reshape(shape)))
+PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=5)
+    | TENSORS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=10)
+
+
+def same(a, b) -> bool:
+    if type(a) is torch.Tensor:
+        return type(b) is torch.Tensor and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if type(a) in (list, tuple):
+        return type(b) is list and len(a) == len(b) and all(map(same, a, b))
+    if type(a) is dict:
+        return type(b) is dict and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(message=st.dictionaries(st.text(max_size=3), PLAIN, max_size=4))
+def test_plain_messages_round_trip_exactly(message):
+    assert same(message, wire.decode(wire.encode(message)))
+
+
+def test_special_values_and_non_contiguous_tensors_round_trip():
+    message = {"x": torch.tensor([float("nan"), float("inf"), -0.0]), "t": (1, 2.5),
+               "view": torch.arange(12.0).reshape(3, 4).t()[1:], "neg": torch.arange(3.0).neg().conj()}
+    back = wire.decode(wire.encode(message))
+    assert back["x"].isnan()[0] and back["x"][1] == float("inf") and back["x"][2].signbit()
+    assert back["t"] == [1, 2.5] and torch.equal(back["view"], message["view"]) and back["view"].is_contiguous()
+    assert torch.equal(back["neg"], -torch.arange(3.0))
+
+
+@pytest.mark.parametrize("value, why", [
+    (object(), "unexpected type"), ({1: 2}, "keys must be str"), (torch.ones(2).to_sparse(), "dense"),
+    (functools.reduce(lambda inner, _: [inner], range(30), 1), "nested too deeply")])
+def test_what_cannot_be_sent_is_refused_when_sending(value, why):
+    with pytest.raises(wire.WireError, match=why):
+        wire.encode({"out": value})
+
+
+def layout_of(text: bytes) -> bytes:
+    return wire.JSON_LENGTH.pack(len(text)) + text
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"\x00", "undecodable"),
+    (layout_of(b'{"m": {"d": {}}, "t": []}') + b"x", "left over"),
+    (layout_of(b'{"m": {"d": {"a": {"t": 0}}}, "t": [["float32", [4]]]}') + bytes(8), "cut short"),
+    (layout_of(b'{"m": {"d": {"a": {"t": 0}}}, "t": [["object", [1]]]}') + bytes(8), "layout"),
+    (layout_of(b'{"m": {"d": {"a": {"t": 1}}}, "t": []}'), "malformed message"),
+    (layout_of(b'{"m": {"d": {"a": {"l": [], "d": {}}}}, "t": []}'), "malformed message"),
+    (layout_of(b'{"m": {"l": []}, "t": []}'), "must be a dict"),
+    (layout_of(b'{"m": ' + b'{"l": [' * 30 + b']}' * 30 + b', "t": []}'), "nested too deeply"),
+])
+def test_malformed_bytes_are_refused_when_reading(data, why):
+    with pytest.raises(wire.WireError, match=why):
+        wire.decode(data)
 
 
 def test_tensor_subclass_comes_back_as_a_plain_tensor(student_of):
