@@ -15,3 +15,9 @@ PROBLEM_POINTS: dict[str, int] = {
 }
 PROBLEMS: tuple[str, ...] = tuple(PROBLEM_POINTS)
 TOTAL_POINTS: int = sum(PROBLEM_POINTS.values())
+
+# The model check (autograder/model_check.py): how far below the reference model's held-out
+# ELBO a trained model may be, in nats, for the full points and for the partial points.
+# Legitimate architectures are within 1.3 nats; a blind encoder is 4.6 below.
+ELBO_MARGIN: float = 2.5
+ELBO_FLOOR_MARGIN: float = 6.0

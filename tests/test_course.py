@@ -98,6 +98,15 @@ def test_train_vae_is_deterministic_and_learns():
     assert other != runs[0]
 
 
+def test_train_vae_stops_when_asked_after_the_same_steps_as_a_full_run():
+    x, _ = vae_course.load_digits("train")
+    full = vae_course.train_vae(fresh_model(), tiny_loss, x, steps=20, batch_size=32, lr=1e-2, seed=7)
+    asked = []
+    stopped = vae_course.train_vae(fresh_model(), tiny_loss, x, steps=20, batch_size=32, lr=1e-2, seed=7,
+                                   stop=lambda step: asked.append(step) or step == 12)
+    assert asked == list(range(1, 13)) and stopped == full[:12]
+
+
 def test_train_vae_rejects_unreduced_loss():
     x, _ = vae_course.load_digits("train")
     with pytest.raises(ValueError, match="scalar"):

@@ -51,11 +51,13 @@ def train_vae(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = False,
+    stop: Callable[[int], bool] | None = None,
 ) -> list[float]:
     """Train `model` with Adam on minibatches of `x_train`; returns the loss of every step.
 
     `loss_fn(model, x_batch)` returns a scalar, e.g. `lambda m, x: -elbo(x, *m(x)).mean()`.
     The same seed gives the same batches and the same noise inside the model.
+    `stop(steps_done)`, when given, is called after every step: training ends when it says True.
     """
     torch.manual_seed(seed)  # the model's own draws (reparameterize) become repeatable
     generator = torch.Generator().manual_seed(seed)  # the order of the minibatches
@@ -79,6 +81,8 @@ def train_vae(
         losses.append(loss.item())
         if progress and (step % max(1, steps // 10) == 0 or step == steps):
             print(f"step {step:5d}/{steps}  loss {loss.item():8.3f}")
+        if stop is not None and stop(step):
+            break
     return losses
 
 

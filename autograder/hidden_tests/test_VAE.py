@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from autograder import model_check
+from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
 from autograder.feedback import failure
 from autograder.mistakes import MISTAKES
 
 HINTS = {m.code: m for m in MISTAKES if m.problem == "VAE"}
 SIZES = [{"x_dim": 64, "z_dim": 2, "hidden_dim": 256}, {"x_dim": 12, "z_dim": 3, "hidden_dim": 16},
          {"x_dim": 20, "z_dim": 5, "hidden_dim": 8}]
-ELBO_MARGIN = 2.5  # nats: legitimate architectures are within 1.3, a blind encoder 4.6 below
-ELBO_FLOOR_MARGIN = 6.0  # nats: a decoder whose logits are probabilities is about 23 below
 
 
 def inputs(rows: int, x_dim: int) -> torch.Tensor:
@@ -127,25 +126,26 @@ def check_heldout_elbo(student, margin):
         expect_shape(reply[name], shape, f"the shape of the trained model's {name} on the held-out digits", model_check.MODEL_KWARGS)
     got = model_check.heldout_elbo(reply["mu"], reply["logvar"], reply["logits"])
     target = model_check.reference_heldout_elbo()
+    steps = reply.get("steps") if type(reply.get("steps")) is int else None  # the worker's word only
     student.facts.update(heldout_elbo=round(got, 4) if math.isfinite(got) else None,
-                         reference_heldout_elbo=round(target, 4))
+                         reference_heldout_elbo=round(target, 4), training_steps=steps)
     if not got >= target - margin:  # also fails for nan
         mistake = None
         if reply["logits"].min() >= 0 and reply["logits"].max() <= 1:
             mistake = HINTS["vae_decoder_outputs_probabilities"]
-        raise failure(f"the held-out ELBO after {model_check.BUDGET.steps} Adam steps (batch {model_check.BUDGET.batch_size}) "
-                      f"is at least the reference's minus {margin} nats",
+        raise failure(f"the held-out ELBO after {steps or model_check.BUDGET.steps} Adam steps "
+                      f"(batch {model_check.BUDGET.batch_size}) is at least the reference's minus {margin} nats",
                       "the 297 held-out digits", f"{target - margin:.2f} nats or more (reference {target:.2f})",
                       f"{got:.2f} nats", mistake=mistake)
 
 
 @pytest.mark.points(10)
 def test_heldout_elbo_close_to_reference(student):
-    """After the fixed training budget, the held-out ELBO is within 2.5 nats of the reference model's."""
+    """Within the training budget (1000 Adam steps; stopped early once close enough), the held-out ELBO is within 2.5 nats of the reference model's."""
     check_heldout_elbo(student, ELBO_MARGIN)
 
 
 @pytest.mark.points(3)
 def test_heldout_elbo_reasonable(student):
-    """After the fixed training budget, the held-out ELBO is within 6 nats of the reference model's."""
+    """Within the training budget (1000 Adam steps), the held-out ELBO is within 6 nats of the reference model's."""
     check_heldout_elbo(student, ELBO_FLOOR_MARGIN)

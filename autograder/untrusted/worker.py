@@ -101,25 +101,50 @@ class Server:
             "decoder": touched(decoded.sum()),
         }
 
-    def op_model_train(self, handle, steps, batch_size, lr, seed, eval_eps):
+    def op_model_train(self, handle, steps, batch_size, lr, seed, eval_eps, check_every=0, stop_at=None):
+        """Train with the known-good loss, then encode the held-out digits and decode them with
+        the fixed noise `eval_eps`. Every `check_every` steps the held-out ELBO is estimated on
+        the same noise (the random state is put back, so training goes on as if unchecked) and
+        training ends once the estimate is at least `stop_at`."""
         torch, course, model = self.torch, self.vae_course, self.models[handle]
         x_train, _ = course.load_digits("train")
         x_heldout, _ = course.load_digits("heldout")
+        checkpoints = []
+
+        def reached(step):
+            if not check_every or step % check_every or step == steps:
+                return False
+            state = torch.get_rng_state()
+            estimate = self.heldout_elbo(x_heldout, *self.evaluation_outputs(model, x_heldout, eval_eps))
+            torch.set_rng_state(state)
+            checkpoints.append([step, estimate])
+            return stop_at is not None and estimate >= stop_at
+
         started = time.perf_counter()
         with self.known_good_reparameterize(None):
             losses = course.train_vae(
-                model, self.loss, x_train, steps=steps, batch_size=batch_size, lr=lr, seed=seed
+                model, self.loss, x_train, steps=steps, batch_size=batch_size, lr=lr, seed=seed, stop=reached
             )
         seconds = time.perf_counter() - started
-        with torch.no_grad():
-            mu, logvar = model.encode(x_heldout)
-            z = mu + torch.exp(0.5 * logvar) * eval_eps  # (draws, N, z_dim) by broadcasting
-            logits = model.decode(z)
+        mu, logvar, logits = self.evaluation_outputs(model, x_heldout, eval_eps)
         return {
             "mu": self.plain(mu), "logvar": self.plain(logvar), "logits": self.plain(logits),
+            "steps": len(losses), "checkpoints": checkpoints,
             "final_loss": float(sum(losses[-50:]) / max(1, len(losses[-50:]))),
             "seconds": seconds,
         }
+
+    def evaluation_outputs(self, model, x, eval_eps):
+        """(mu, logvar, logits) of `model` on `x`, z = mu + exp(logvar / 2) * eval_eps for the
+        fixed noise of shape (draws, N, z_dim)."""
+        with self.torch.no_grad():
+            mu, logvar = model.encode(x)
+            logits = model.decode(mu + self.torch.exp(0.5 * logvar) * eval_eps)
+        return mu, logvar, logits
+
+    def heldout_elbo(self, x, mu, logvar, logits):
+        """Mean ELBO in float64 over the draws and examples (the grader computes its own)."""
+        return float(self.elbo(*(t.double() for t in (x, logits, mu, logvar))).mean())
 
     def op_visible_check(self, check, name):
         """One of the notebook's visible checks (`check`, from the public vae_checks) on the

@@ -1,0 +1,115 @@
+"""Calibration of the model check's early pass: held-out ELBO at every checkpoint, per model.
+
+    python -m benchmarks.calibrate_model_check --seeds 0,1 --out benchmarks/results/calibration.md
+
+Each model trains in a real sandboxed worker, as the grader trains it (known-good sampler and
+loss, the model check's budget), but never stops early: the worker reports its held-out ELBO
+estimate every `check_every` steps and the grader scores the model after the whole budget.
+The table shows, for each model and training seed, those values, the step at which the early
+pass would have stopped it, and whether the two rules (score after the whole budget, or pass
+at the first checkpoint within the margin) give the same points.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder import model_check
+from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
+from autograder.grading import prepare_process
+from autograder.worker_client import Student
+from tests.catalogue import CORRECT, MISTAKES, build_source
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    kind: str  # "legitimate" or "mistake"
+    source: str
+    kwargs: dict
+
+
+def models() -> list[Model]:
+    reference = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
+    found = [Model("reference (2 x 256 MLP)", "legitimate", reference, model_check.MODEL_KWARGS),
+             Model("reference built with hidden_dim=64", "legitimate", reference,
+                   {**model_check.MODEL_KWARGS, "hidden_dim": 64})]
+    found += [Model(v.name, "legitimate", build_source(v), model_check.MODEL_KWARGS)
+              for v in CORRECT if "VAE" in v.replaces]
+    found += [Model(v.name, "mistake", build_source(v), model_check.MODEL_KWARGS)
+              for v in MISTAKES if v.problem == "VAE" and v.name.startswith(("vae_blind", "vae_softplus",
+                                                                            "vae_decoder", "vae_forward"))]
+    return found
+
+
+def points(elbo: float, target: float) -> str:
+    return "full" if elbo >= target - ELBO_MARGIN else "partial" if elbo >= target - ELBO_FLOOR_MARGIN else "none"
+
+
+def train(model: Model, seed: int) -> dict:
+    """Checkpoint estimates and the grader's score after the whole budget, for one seed."""
+    x = model_check.heldout_data()
+    eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
+    student = Student([("vae.py", model.source)])
+    try:
+        handle = student.request("model_new", rng_seed=1 + seed, kwargs=model.kwargs)["handle"]
+        training = {**model_check.training_arguments(), "seed": seed, "stop_at": None}
+        started = time.perf_counter()
+        reply = student.request("model_train", student.limits.train_seconds, handle=handle, eval_eps=eps, **training)
+        seconds = time.perf_counter() - started
+    finally:
+        student.close()
+    final = model_check.heldout_elbo(reply["mu"], reply["logvar"], reply["logits"])
+    return {"checkpoints": dict(reply["checkpoints"]), "final": final, "seconds": seconds}
+
+
+def row(model: Model, seed: int, run: dict, target: float, stop_at: float) -> tuple[str, bool]:
+    budget, every = model_check.BUDGET.steps, model_check.BUDGET.check_every
+    stopped = next((step for step, value in sorted(run["checkpoints"].items()) if value >= stop_at), None)
+    whole = points(run["final"], target)
+    early = "full" if stopped is not None else whole
+    cells = [f"{run['checkpoints'].get(step, float('nan')):.2f}" for step in range(every, budget, every)]
+    same = whole == early
+    return (f"| {model.name} | {model.kind} | {seed} | " + " | ".join(cells) + f" | {run['final']:.2f} | "
+            f"{whole} | {stopped or budget} | {early} | {'yes' if same else '**no**'} | {run['seconds']:.1f} |"), same
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.calibrate_model_check", description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="0,1", help="training seeds, comma-separated (default: 0,1)")
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    prepare_process()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    target = model_check.reference_heldout_elbo()
+    stop_at = model_check.training_arguments()["stop_at"]
+    every, budget = model_check.BUDGET.check_every, model_check.BUDGET.steps
+    steps = list(range(every, budget, every))
+    lines = [f"Reference model after {budget} steps: {target:.2f} nats; full points from {target - ELBO_MARGIN:.2f}, "
+             f"partial from {target - ELBO_FLOOR_MARGIN:.2f}; training stops at a checkpoint whose estimate is at "
+             f"least {stop_at:.2f}.", "",
+             "| model | kind | seed | " + " | ".join(f"step {s}" for s in steps) + f" | step {budget} (grader) | "
+             "points after the whole budget | stops at step | points with the early pass | same | training s |",
+             "|---" * (len(steps) + 9) + "|"]
+    all_same = True
+    for model in models():
+        for seed in seeds:
+            line, same = row(model, seed, train(model, seed), target, stop_at)
+            all_same &= same
+            lines.append(line)
+            print(line, flush=True)
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print("\n" + text)
+    print("the early pass gives the same points for every model and seed" if all_same
+          else "the early pass CHANGES the points of some model: see the rows marked no")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The model check's early pass: a checked run is the unchecked run, cut at a checkpoint."""
+from pathlib import Path
+
+import pytest
+
+from autograder import model_check
+from autograder.contract import ELBO_MARGIN
+from autograder.worker_client import Limits, Student
+
+REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
+SHORT = {"steps": 60, "batch_size": 64, "lr": 1e-2, "seed": 3, "check_every": 20}
+
+
+@pytest.fixture
+def student():
+    student = Student([("vae.py", REFERENCE)], Limits(submission_seconds=120))
+    yield student
+    student.close()
+
+
+def train(student: Student, stop_at: float | None) -> dict:
+    x = model_check.heldout_data()
+    handle = student.request("model_new", rng_seed=5, kwargs=model_check.MODEL_KWARGS)["handle"]
+    return student.request("model_train", 60, handle=handle, eval_eps=model_check.evaluation_noise(len(x), 2),
+                           stop_at=stop_at, **SHORT)
+
+
+def test_a_run_that_stops_at_a_checkpoint_is_the_unchecked_run_cut_there(student):
+    whole = train(student, stop_at=None)
+    assert whole["steps"] == 60 and [step for step, _ in whole["checkpoints"]] == [20, 40]
+    (_, at_20), (_, at_40) = whole["checkpoints"]
+    assert at_20 < at_40  # still learning: the mark below is reached at step 40, not 20
+    stopped = train(student, stop_at=(at_20 + at_40) / 2)
+    assert stopped["steps"] == 40 and stopped["checkpoints"] == whole["checkpoints"]
+    # What comes back is the model at step 40, and the grader's value is the worker's estimate.
+    graded = model_check.heldout_elbo(stopped["mu"], stopped["logvar"], stopped["logits"])
+    assert graded == pytest.approx(at_40, abs=1e-6)
+    assert model_check.heldout_elbo(whole["mu"], whole["logvar"], whole["logits"]) != pytest.approx(graded)
+
+
+def test_the_student_trains_at_most_the_reference_budget_and_may_stop_only_within_the_margin():
+    arguments = model_check.training_arguments()
+    assert arguments["steps"] == 1000 and arguments["check_every"] == 250
+    assert arguments["stop_at"] == pytest.approx(model_check.reference_heldout_elbo() - ELBO_MARGIN + model_check.STOP_SLACK)
