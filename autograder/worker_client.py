@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,8 +313,9 @@ class Student:
             if "did not finish" not in str(failure):
                 raise
             if name in self.hung:
-                self.failure = WorkerFailure(f"{failure}; `{name}` already ran past "
-                                             f"{self.limits.call_seconds:g} s in an earlier test")
+                self.failure = WorkerFailure(f"{failure}: `{name}` had already run past the "
+                                             f"{self.limits.call_seconds:g} s limit once, so it gets "
+                                             f"{self.limits.hung_call_seconds:g} s per call from then on")
                 raise self.failure from None
             self.hung.add(name)
             raise
@@ -326,13 +328,15 @@ class Student:
         """`model.method(*args)` with known-good sampling (fixed `eps` when given)."""
         return self.request("model_call", handle=handle, method=method, args=list(args), eps=eps)
 
-    def trained_model(self, kwargs: dict, training: dict, eval_eps) -> tuple[int, dict]:
-        """A model trained with the given budget, trained once per worker and then reused."""
-        key = (self.generation, repr(kwargs), repr(training))
+    def trained_model(self, kwargs: dict, training: Callable[[], dict], eval_eps) -> tuple[int, dict]:
+        """A model built with `kwargs` and trained with the arguments `training()` gives (asked
+        only once the model is built), trained once per worker and then reused."""
+        key = (self.generation, repr(kwargs))
         if self.trained.get("key") != key:
             handle = self.new_model(**kwargs)
             started = time.perf_counter()
-            reply = self.request("model_train", self.limits.train_seconds, handle=handle, eval_eps=eval_eps, **training)
+            reply = self.request("model_train", self.limits.train_seconds, handle=handle, eval_eps=eval_eps,
+                                 **training())
             self.timing["model_training"] += time.perf_counter() - started
             self.trained = {"key": (self.generation, *key[1:]), "value": (handle, reply)}
         return self.trained["value"]

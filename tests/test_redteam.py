@@ -206,7 +206,8 @@ UNEARNED = [  # (submission, problem, attack, words in the feedback)
     ("crash", "elbo", "segfault (ctypes.string_at(0))", "killed by SIGSEGV"),
     ("crash", "gaussian_kl", "NaN results", "nan"),
     ("crash", "iwae_bound", "NaN results", "nan"),
-    ("hang", "gaussian_log_density", "infinite loop ignoring SIGALRM/SIGTERM", "did not finish within 5 s"),
+    # The first hang gets the 5 s call limit (in whichever test or replayed example reached it first).
+    ("hang", "gaussian_log_density", "infinite loop ignoring SIGALRM/SIGTERM", "past the 5 s limit"),
     ("flood", "reparameterize", "memory bomb of several GiB", "memory"),
     ("flood", "gaussian_kl", "hundreds of MB printed", "flood flood"),
     ("liar", "gaussian_kl", "pytest, hypothesis and torch.allclose monkeypatched", ""),

@@ -98,7 +98,7 @@ def test_gradients_reach_encoder_and_decoder(student):
 def trained(student):
     x = model_check.heldout_data()
     eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
-    return student.trained_model(model_check.MODEL_KWARGS, model_check.training_arguments(), eps)
+    return student.trained_model(model_check.MODEL_KWARGS, model_check.training_arguments, eps)
 
 
 @pytest.mark.points(4)
