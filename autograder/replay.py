@@ -174,8 +174,9 @@ def recorded_examples() -> dict[str, list[Example]]:
     return plugin.examples
 
 
-def replay(item: pytest.Item, examples: list[Example]) -> bool:
-    """Run the test body on every recorded example; False at the first one that fails."""
+def replay(item: pytest.Item, examples: list[Example]) -> Exception | None:
+    """Run the test body on every recorded example: None when it passes them all, else how it
+    failed on the first one that fails."""
     body = item.obj.hypothesis.inner_test
     fixtures = {name: item.funcargs[name] for name in item.fixturenames if name in item.funcargs}
     for example in examples:
@@ -184,6 +185,6 @@ def replay(item: pytest.Item, examples: list[Example]) -> bool:
             kwargs["data"] = RecordedData(example.draws)
         try:
             body(**kwargs)
-        except Exception:  # noqa: BLE001 - any failure: hypothesis runs the test for real
-            return False
-    return True
+        except Exception as failure:  # noqa: BLE001 - the caller decides what a failure means
+            return failure
+    return None

@@ -62,10 +62,15 @@ class GradingPlugin:
         examples = self.examples.get(test_key(pyfuncitem))
         if examples is None:
             return None
-        if replay(pyfuncitem, examples):
+        failure = replay(pyfuncitem, examples)
+        if failure is None:
             return True  # passed on every example hypothesis would have generated
+        if isinstance(failure, WorkerFailure):
+            # Hypothesis would end the same way: a worker failure sticks for the rest of the
+            # test (worker_client.Student), so it fails every example it shrinks to.
+            raise failure
         self.submission.begin_test()
-        return None  # one failed: hypothesis runs the test from the start and shrinks
+        return None  # a wrong answer: hypothesis runs the test from the start and shrinks
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):

@@ -34,7 +34,7 @@ PUBLIC_DIR = Path(__file__).resolve().parent.parent / "assignment" / "public"
 @dataclass(frozen=True)
 class Limits:
     call_seconds: float = 20.0  # one function call; the hidden tests' inputs are small
-    hung_call_seconds: float = 2.0  # a call of a function that already ran past call_seconds
+    hung_call_seconds: float = 2.0  # each call once a call of the submission ran past call_seconds
     start_seconds: float = 60.0  # importing torch and running the submission's cells
     train_seconds: float = 240.0  # the model check: a small conv net takes ~20 s per 1000 steps
     submission_seconds: float = 900.0  # everything for one submission, restarts included
@@ -246,7 +246,7 @@ class Student:
         self.generation = 0  # counts workers started, so cached model handles can be dropped
         self.start_failure: WorkerFailure | None = None  # a load that timed out, once for all tests
         self.facts: dict[str, float] = {}  # measurements the tests report, e.g. the model's ELBO
-        self.hung: set[str] = set()  # functions that ran past their time limit once
+        self.hung = ""  # the function whose call first ran past the time limit
         self.timing = {"worker_start": 0.0, "model_training": 0.0}  # seconds, for benchmarks only
 
     def begin_test(self) -> None:
@@ -297,13 +297,13 @@ class Student:
 
     def call(self, name: str, *args, grad_args=(), grad_output=None, repeat: int = 1,
              rng_seed: int | None = None, **kwargs) -> dict:
-        """Call the student's function `name`; the reply holds "out" (and "grads"). A function
-        that once ran past its time limit gets `hung_call_seconds` from then on: correct code
-        answers the hidden tests' small inputs in milliseconds, and a hang costs one long wait
-        per submission, not one per test."""
+        """Call the student's function `name`; the reply holds "out" (and "grads"). Once a call
+        ran past its time limit, every later call of the submission gets `hung_call_seconds`:
+        correct code answers the hidden tests' small inputs in milliseconds, and a hang then
+        costs one long wait per submission, not one per test or per function that calls it."""
         if self.failure is not None:  # this test already failed: the same failure, unchanged
             raise self.failure
-        timeout = self.limits.hung_call_seconds if name in self.hung else None
+        timeout = self.limits.hung_call_seconds if self.hung else None
         try:
             return self.request(
                 "call", timeout, rng_seed=rng_seed, name=name, args=list(args), kwargs=kwargs,
@@ -312,12 +312,12 @@ class Student:
         except WorkerFailure as failure:
             if "did not finish" not in str(failure):
                 raise
-            if name in self.hung:
-                self.failure = WorkerFailure(f"{failure}: `{name}` had already run past the "
-                                             f"{self.limits.call_seconds:g} s limit once, so it gets "
-                                             f"{self.limits.hung_call_seconds:g} s per call from then on")
+            if self.hung:
+                self.failure = WorkerFailure(f"{failure}: `{self.hung}` already ran past the "
+                                             f"{self.limits.call_seconds:g} s limit, so every call gets "
+                                             f"{self.limits.hung_call_seconds:g} s from then on")
                 raise self.failure from None
-            self.hung.add(name)
+            self.hung = name
             raise
 
     def new_model(self, **kwargs) -> int:

@@ -70,17 +70,20 @@ def test_a_hanging_call_is_killed_at_its_time_limit(student_of):
     assert forked_workers() == []  # nothing forked from a template is still running
 
 
-def test_a_function_that_hung_once_gets_a_short_limit_and_one_unchanging_failure_per_test(student_of):
-    student = student_of("def hang():\n    while True:\n        pass\n",
+def test_after_a_hang_every_call_gets_a_short_limit_and_one_unchanging_failure_per_test(student_of):
+    student = student_of("def hang():\n    while True:\n        pass\n\ndef calls_hang():\n    return hang()\n"
+                         "\ndef fine():\n    return 1\n",
                          Limits(call_seconds=1, hung_call_seconds=0.5, submission_seconds=60))
     with pytest.raises(WorkerFailure, match="did not finish within 1 s"):
         student.call("hang")
     student.begin_test()
-    with pytest.raises(WorkerFailure, match=r"within 0.5 s .*: `hang` had already run past the 1 s limit once") as first:
-        student.call("hang")
+    assert student.call("fine")["out"] == 1
+    with pytest.raises(WorkerFailure, match=r"within 0.5 s .*: `hang` already ran past the 1 s limit, so every "
+                                            r"call gets 0.5 s") as first:
+        student.call("calls_hang")
     for _ in range(50):  # hypothesis calls again while it shrinks: the same failure, not a longer chain
         with pytest.raises(WorkerFailure) as again:
-            student.call("hang")
+            student.call("fine")
         assert again.value is first.value and str(again.value) == str(first.value)
 
 

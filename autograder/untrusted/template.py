@@ -3,8 +3,8 @@
 Started by autograder/template_client.py inside the same bubblewrap sandbox as a classic
 worker (as the real uid 65534, no capabilities), as
     python -I -S template.py CONTROL_FD PUBLIC_DIR [SITE_DIR ...]
-It imports only what every worker imports (torch, numpy, the public course module, `wire`,
-the worker's `Server`), warms up Adam, and never receives anything of a submission: only
+It imports only what every worker imports (torch, numpy, the public course and check
+modules, pyplot, `wire`, the worker's `Server`), warms up Adam, and never receives anything of a submission: only
 the three file descriptors of a new worker (its request and reply pipes and its output)
 and its resource limits. So a forked worker finds in its memory what a fresh one would.
 
@@ -197,6 +197,7 @@ def main() -> None:
     import worker
 
     libraries = worker.load_libraries()
+    worker.preload()
     worker.warm_up(libraries)
     template = Template(control, lambda request_fd, reply_fd: worker.serve(request_fd, reply_fd, libraries))
     template.send({"ready": True})

@@ -268,6 +268,14 @@ def load_libraries() -> dict:
     return {"torch": torch, "numpy": numpy, "vae_course": vae_course, "wire": wire}
 
 
+def preload() -> None:
+    """Import, once in the template, what the release notebook's setup cell imports besides
+    torch: pyplot (with matplotlib's font cache, 0.7-1 s to build in a fresh sandbox) and the
+    public checks. A forked worker then starts with them, as after a fresh import."""
+    import matplotlib.pyplot  # noqa: F401 - MPLBACKEND=Agg: nothing is drawn
+    import vae_checks  # noqa: F401
+
+
 def warm_up(libraries: dict) -> None:
     """Pay once, in the template, what the first training step of every worker would pay
     (importing the optimiser pulls in torch._dynamo: 1.5-4 s). Touches no global RNG."""
