@@ -240,7 +240,9 @@ class Server:
 
     def handle(self, request: dict) -> dict:
         if request.get("seed") is not None:
-            self.torch.manual_seed(request["seed"])
+            # The CPU generator, as torch.manual_seed seeds it, without its checks for
+            # accelerators (a worker has none): 1.4 us instead of 150 us, on every request.
+            self.torch.default_generator.manual_seed(request["seed"])
         if request.get("other_seed") is not None:  # other generators, so their use is repeatable too
             random.seed(request["other_seed"])
             self.numpy.random.seed(request["other_seed"] % 2**32)
