@@ -5,7 +5,7 @@ import pytest
 
 from autograder import model_check
 from autograder.contract import ELBO_MARGIN
-from autograder.worker_client import Limits, Student
+from autograder.worker_client import Limits, Student, StudentError
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
 SHORT = {"steps": 60, "batch_size": 64, "lr": 1e-2, "seed": 3, "check_every": 20}
@@ -42,3 +42,30 @@ def test_the_student_trains_at_most_the_reference_budget_and_may_stop_only_withi
     arguments = model_check.training_arguments()
     assert arguments["steps"] == 1000 and arguments["check_every"] == 250
     assert arguments["stop_at"] == pytest.approx(model_check.reference_heldout_elbo() - ELBO_MARGIN + model_check.STOP_SLACK)
+
+
+FLAT_ONLY_DECODER = REFERENCE + '''
+
+class VAE(VAE):
+    def decode(self, z):
+        if z.dim() != 2:
+            raise ValueError("decode takes a batch of z only")
+        return super().decode(z)
+'''
+
+
+def test_a_training_that_failed_fails_later_tests_the_same_way_without_training_again():
+    student = Student([("vae.py", FLAT_ONLY_DECODER)], Limits(submission_seconds=120))
+    try:
+        x = model_check.heldout_data()
+        eps = model_check.evaluation_noise(len(x), 2)
+        asked = []
+        training = lambda: asked.append(1) or {**SHORT, "stop_at": None}  # noqa: E731
+        with pytest.raises(StudentError, match="decode takes a batch of z only") as first:
+            student.trained_model(model_check.MODEL_KWARGS, training, eps)  # at the evaluation after training
+        student.begin_test()
+        with pytest.raises(StudentError) as again:
+            student.trained_model(model_check.MODEL_KWARGS, training, eps)
+        assert again.value is first.value and asked == [1]
+    finally:
+        student.close()

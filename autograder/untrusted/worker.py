@@ -115,8 +115,12 @@ class Server:
             if not check_every or step % check_every or step == steps:
                 return False
             state = torch.get_rng_state()
-            estimate = self.heldout_elbo(x_heldout, *self.evaluation_outputs(model, x_heldout, eval_eps))
-            torch.set_rng_state(state)
+            try:
+                estimate = self.heldout_elbo(x_heldout, *self.evaluation_outputs(model, x_heldout, eval_eps))
+            except Exception:  # noqa: BLE001 - outputs that do not fit: training goes on, and
+                estimate = float("nan")  # the evaluation after it says what is wrong, as unchecked
+            finally:
+                torch.set_rng_state(state)
             checkpoints.append([step, estimate])
             return stop_at is not None and estimate >= stop_at
 
