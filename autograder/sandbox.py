@@ -75,7 +75,7 @@ def _secret_paths() -> list[Path]:
     return sorted(secrets)
 
 
-def _read_only_paths() -> list[Path]:
+def read_only_paths() -> list[Path]:
     """Host paths the worker needs to read, symlinks resolved, without duplicates."""
     import site
 
@@ -119,10 +119,12 @@ def bwrap_arguments(isolation: Isolation, workdir: str) -> list[str]:
     def size(limit: int) -> list[str]:
         return ["--size", str(limit)] if "--size" in isolation.options else []
 
-    read_only = _read_only_paths()
+    # The private /tmp first, so that what is bound below it (a checkout or venv under /tmp) stays.
+    arguments += [*perms("01777"), *size(TMPFS_BYTES), "--tmpfs", "/tmp"]
+    read_only = read_only_paths()
     binds = [*read_only, UNTRUSTED_DIR, PUBLIC_DIR]
     directories = {a for p in [*binds, Path(workdir)] for a in _ancestors(p)} | {Path("/etc")}
-    for directory in sorted(directories - set(binds)):  # else bwrap makes them 0700: closed to nobody
+    for directory in sorted(directories - set(binds) - {Path("/tmp")}):  # else bwrap makes them 0700
         if not os.path.islink(directory):
             arguments += [*perms("0755"), "--dir", str(directory)]
     arguments += _system_arguments()
@@ -138,7 +140,6 @@ def bwrap_arguments(isolation: Isolation, workdir: str) -> list[str]:
     for secret in covered:
         arguments += ["--remount-ro", str(secret)]
     arguments += ["--proc", "/proc", "--dev", "/dev",
-                  *perms("01777"), *size(TMPFS_BYTES), "--tmpfs", "/tmp",
                   *perms("01777"), *size(TMPFS_BYTES), "--tmpfs", workdir,
                   "--chdir", workdir, "--"]
     if isolation.drop_to_nobody:

@@ -22,11 +22,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from autograder import sandbox
 from autograder.untrusted import template as untrusted_template
 
 START_SECONDS = 60.0  # importing torch in a cold sandbox
+TMP = Path("/tmp")
 EXIT_SECONDS = 5.0  # for the template to report a killed worker's end
 
 
@@ -243,6 +245,8 @@ def unavailable_reason() -> str:
         return "no bubblewrap sandbox"
     if not isolation.drop_to_nobody:
         return "not root: bubblewrap runs in a user namespace without nested ones (--disable-userns)"
+    if any(path == TMP or TMP in path.parents for path in sandbox.read_only_paths()):
+        return "Python is installed under /tmp, which every forked worker replaces with a private one"
     return ""
 
 
