@@ -3,7 +3,7 @@
 The student's model trains in the worker with known-good sampling and loss (error carried
 forward); it sends back only the encoder's and decoder's outputs on the held-out set for
 fixed noise, and the ELBO is computed here with the reference. The reference model is
-trained once per grading process under the same budget.
+trained under the same budget, once per grader version and machine (reference_cache.py).
 
 A model that passes may pass early: every `check_every` steps the worker estimates the
 held-out ELBO, and training ends once it is within ELBO_MARGIN of the reference's; the
@@ -18,6 +18,7 @@ from functools import lru_cache
 import torch
 
 from assignment.public import vae_course
+from autograder import reference_cache
 from autograder.contract import ELBO_MARGIN
 from solutions import vae as reference
 
@@ -65,7 +66,12 @@ def heldout_elbo(mu: torch.Tensor, logvar: torch.Tensor, logits: torch.Tensor) -
 
 @lru_cache(maxsize=1)
 def reference_heldout_elbo() -> float:
-    """The reference VAE's held-out ELBO under the same budget and evaluation noise."""
+    """The reference VAE's held-out ELBO under the same budget and evaluation noise (trained
+    once per grader version and machine, see reference_cache.py)."""
+    return reference_cache.cached_number("reference_heldout_elbo", train_reference_and_score)
+
+
+def train_reference_and_score() -> float:
     torch.manual_seed(0)
     model = reference.VAE(**MODEL_KWARGS)
     x_train = vae_course.load_digits("train")[0]

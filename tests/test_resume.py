@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
-from autograder.store import (InvalidRecord, Key, ResultStore, StoreError, grader_version, grading_sources,
-                              validate_record)
+from autograder.store import InvalidRecord, Key, ResultStore, StoreError, validate_record
+from autograder.version import grader_version, grading_sources
 from tests.catalogue import MISTAKES, build_source
 
 PROJECT = Path(__file__).resolve().parent.parent
