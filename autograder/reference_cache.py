@@ -1,13 +1,15 @@
-"""Numbers about the reference that cost seconds to compute, kept on disk between grading processes.
+"""What grading needs from the reference that costs seconds to compute, kept on disk between
+grading processes.
 
-The reference VAE's held-out ELBO (model_check.py) takes a grading process about 3 s of CPU
-to train, and every process (each job of a pool, each Dask worker, each `vae-assignment
-grade`, each notebook `nbgrader autograde` runs) needs it. It depends only on the grading
-sources, the torch build, the CPU kernels torch picks and its thread count, so it is stored
+Every grading process (each job of a pool, each Dask worker, each `vae-assignment grade`,
+each notebook `nbgrader autograde` runs) needs the reference VAE's held-out ELBO (about 3 s
+of training, model_check.py) and the hypothesis examples the reference is fed (about 4 s of
+hypothesis, replay.py). They depend only on the grading sources, the versions of torch,
+hypothesis and numpy, the CPU kernels torch picks and its thread count, so each is stored
 under a key naming all of them: anything else gets a value of its own, computed afresh.
 
 A file is written whole (a temporary file, then a rename) and read back only when it holds a
-finite number under the same key; a missing, damaged or unwritable cache only costs the
+valid value under the same key; a missing, damaged or unwritable cache only costs the
 computation. The folder is `$VAE_ASSIGNMENT_CACHE`, else `$XDG_CACHE_HOME/vae-assignment`,
 else `~/.cache/vae-assignment`; it is the grader's own (a worker's sandbox hides it).
 """
@@ -20,13 +22,16 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
+import hypothesis
+import numpy
 import torch
 
 from autograder.version import grader_version
 
 CACHE_ENV = "VAE_ASSIGNMENT_CACHE"
+T = TypeVar("T")
 
 
 def cache_folder() -> Path:
@@ -38,6 +43,7 @@ def cache_folder() -> Path:
 def cache_key(name: str) -> dict:
     """Everything the value called `name` depends on besides the code, and the code's hash."""
     return {"name": name, "grader": grader_version(), "torch": torch.__version__,
+            "hypothesis": hypothesis.__version__, "numpy": numpy.__version__,
             "cpu": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}",
             "threads": torch.get_num_threads()}
 
@@ -47,31 +53,49 @@ def _path(key: dict) -> Path:
     return cache_folder() / f"{key['name']}-{digest}.json"
 
 
-def _stored(path: Path, key: dict) -> float | None:
+def _stored(path: Path, key: dict, from_json: Callable[[object], T]) -> T | None:
     try:
         stored = json.loads(path.read_text())
+        if type(stored) is dict and stored.get("key") == key:
+            return from_json(stored.get("value"))
     except (OSError, ValueError):
-        return None
-    value = stored.get("value") if type(stored) is dict and stored.get("key") == key else None
-    return value if type(value) is float and math.isfinite(value) else None
+        pass
+    return None
 
 
-def _store(path: Path, key: dict, value: float) -> None:
+def _store(path: Path, key: dict, document: object) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".", suffix=".tmp", delete=False) as file:
-            json.dump({"key": key, "value": value}, file)
+            json.dump({"key": key, "value": document}, file)
         os.replace(file.name, path)
     except OSError:
         pass  # read-only home, full disk: the next process computes it again
 
 
-def cached_number(name: str, compute: Callable[[], float]) -> float:
-    """The value of `compute()` stored under `name` and this grader's key, computed when absent."""
+def cached(name: str, compute: Callable[[], T], to_json: Callable[[T], object],
+           from_json: Callable[[object], T]) -> T:
+    """`compute()`, or what is stored under `name` and this grader's key. `to_json` gives a
+    value's JSON document, `from_json` rebuilds it; both raise ValueError for what they cannot."""
     key = cache_key(name)
     path = _path(key)
-    value = _stored(path, key)
+    value = _stored(path, key, from_json)
     if value is None:
-        value = float(compute())
-        _store(path, key, value)
+        value = compute()
+        try:
+            document = to_json(value)
+        except ValueError:  # a value this format cannot keep exactly is computed every time
+            return value
+        _store(path, key, document)
     return value
+
+
+def _finite_number(document: object) -> float:
+    if type(document) is not float or not math.isfinite(document):
+        raise ValueError("not a finite number")
+    return document
+
+
+def cached_number(name: str, compute: Callable[[], float]) -> float:
+    """The number `compute()` returns, stored under `name` and this grader's key."""
+    return cached(name, lambda: float(compute()), to_json=lambda value: value, from_json=_finite_number)

@@ -1,9 +1,9 @@
-"""Hypothesis's examples, generated once per grading process instead of once per submission.
+"""Hypothesis's examples, generated once per grader version and machine instead of once per submission.
 
 The hidden tests run derandomized hypothesis, so every submission that passes a test is fed
 the same sequence of examples: the one the reference is fed. `recorded_examples()` runs the
 hypothesis tests once against the reference (in this process: it is our own code) and keeps
-each test's examples. Grading then calls a test's body on those examples directly; only
+each test's examples, on disk too (reference_cache.py, exact_json.py). Grading then calls a test's body on those examples directly; only
 when one of them fails does the test run again under hypothesis, from the start, so that a
 wrong submission gets hypothesis's shrunk counterexample exactly as without replay.
 
@@ -23,6 +23,7 @@ import torch
 from hypothesis.errors import StopTest, UnsatisfiedAssumption
 
 from assignment.public import vae_course
+from autograder import exact_json, reference_cache
 from autograder.collect import read_cells
 from autograder.untrusted import wire
 from autograder.untrusted.worker import Server
@@ -178,12 +179,41 @@ class _Recording:
 
 @functools.lru_cache(maxsize=1)
 def recorded_examples() -> dict[str, list[Example]]:
-    """Each replayable hypothesis test's examples, by `test_key` (once per process)."""
+    """Each replayable hypothesis test's examples, by `test_key`: recorded once per grader
+    version and machine, then read from disk (reference_cache.py)."""
+    return reference_cache.cached("recorded_examples", record_examples, examples_to_json, examples_from_json)
+
+
+def record_examples() -> dict[str, list[Example]]:
     from autograder.scoring import run_pytest
 
     plugin = RecordingPlugin()
     run_pytest([], plugin)
     return plugin.examples
+
+
+def examples_to_json(examples: dict[str, list[Example]]) -> dict:
+    return {key: [{"kwargs": exact_json.to_json(example.kwargs), "uses_data": example.uses_data,
+                   "draws": exact_json.to_json(example.draws)} for example in test_examples]
+            for key, test_examples in examples.items()}
+
+
+def examples_from_json(document: object) -> dict[str, list[Example]]:
+    """What examples_to_json gave `document` for; ValueError for anything else."""
+    if type(document) is not dict or not all(type(examples) is list for examples in document.values()):
+        raise ValueError("not recorded examples")
+    recorded = {}
+    for key, examples in document.items():
+        recorded[key] = []
+        for example in examples:
+            if not (type(example) is dict and set(example) == {"kwargs", "uses_data", "draws"}
+                    and type(example["uses_data"]) is bool):
+                raise ValueError(f"not a recorded example of {key}")
+            kwargs, draws = exact_json.from_json(example["kwargs"]), exact_json.from_json(example["draws"])
+            if type(kwargs) is not dict or type(draws) is not list:
+                raise ValueError(f"not a recorded example of {key}")
+            recorded[key].append(Example(kwargs, example["uses_data"], draws))
+    return recorded
 
 
 def replay(item: pytest.Item, examples: list[Example]) -> Exception | None:

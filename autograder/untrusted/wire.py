@@ -54,7 +54,7 @@ def _describe(value: object, tensors: list[torch.Tensor], depth: int) -> object:
     raise WireError(f"unexpected type in message: {kind.__name__}")
 
 
-def _raw_bytes(tensor: torch.Tensor) -> bytes:
+def raw_bytes(tensor: torch.Tensor) -> bytes:
     flat = tensor.detach().resolve_conj().resolve_neg().to("cpu").contiguous().reshape(-1)
     return flat.view(torch.uint8).numpy().tobytes()
 
@@ -67,7 +67,7 @@ def encode(message: dict) -> bytes:
     description = _describe(message, tensors, 0)
     layout = [[str(t.dtype).removeprefix("torch."), list(t.shape)] for t in tensors]
     text = json.dumps({"m": description, "t": layout}, separators=(",", ":")).encode()
-    return b"".join([JSON_LENGTH.pack(len(text)), text, *(_raw_bytes(t) for t in tensors)])
+    return b"".join([JSON_LENGTH.pack(len(text)), text, *(raw_bytes(t) for t in tensors)])
 
 
 def _tensors(layout: object, data: memoryview) -> list[torch.Tensor]:
