@@ -1,5 +1,7 @@
 """Finding submissions and reading their code, including bad input."""
 import json
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -84,3 +86,22 @@ def test_old_nbformat_is_upgraded(tmp_path):
     path = tmp_path / "old.ipynb"
     path.write_text(json.dumps(old))
     assert [source.strip() for _, source in read_cells(path)] == ["x = 41 + 1"]
+
+
+READ_A_NOTEBOOK = """
+import sys
+from pathlib import Path
+from autograder.collect import read_cells
+import nbformat
+nb = nbformat.v4.new_notebook()
+nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+print(read_cells(Path("a.ipynb"), nbformat.writes(nb).encode()), sorted({"lark", "rfc3987_syntax"} & {
+    name for name, module in sys.modules.items() if module is not None}))
+"""
+
+
+def test_a_grading_process_reads_notebooks_without_the_slow_iri_checker():
+    """rfc3987_syntax (through nbformat's jsonschema) costs every grading process 1.5 s."""
+    result = subprocess.run([sys.executable, "-c", READ_A_NOTEBOOK], capture_output=True, text=True, timeout=120,
+                            check=True)
+    assert result.stdout.strip() == "[('cell 1', 'x = 1\\n')] []"
