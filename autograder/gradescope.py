@@ -69,6 +69,12 @@ chmod -R o= "$SOURCE" "$SITE/autograder/hidden_tests" "$SITE/solutions"
 # For the build log: the command runs, and how student code will be isolated here.
 vae-assignment --help > /dev/null
 "$VENV/bin/python" -c 'from autograder import sandbox; print("isolation:", sandbox.describe(sandbox.detect()))'
+
+# Grade the reference once: the log shows the grader at work, and what it computes about the
+# reference (its model's held-out ELBO, hypothesis's examples) stays in the image's cache, so
+# each submission reads it instead of computing it (where Gradescope's CPUs match this one's).
+vae-assignment grade "$SITE/solutions/vae.py" --db /tmp/setup-grades.sqlite --jobs 1
+rm -f /tmp/setup-grades.sqlite
 """
 
 
