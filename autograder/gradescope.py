@@ -24,7 +24,7 @@ from pathlib import Path
 
 from autograder.collect import UsageError
 from autograder.contract import PROBLEMS
-from autograder.outputs import write_atomically
+from autograder.files import write_atomically
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_AUTOGRADER = Path(__file__).resolve().with_name("gradescope_run.py")

@@ -3,23 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
-import tempfile
 from pathlib import Path
 
 from autograder.contract import PROBLEMS, TOTAL_POINTS
+from autograder.files import write_atomically
 
 FORMAT_VERSION = 1
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
 
 
 def json_document(records: list[dict]) -> dict:

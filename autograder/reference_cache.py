@@ -20,7 +20,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -28,6 +27,7 @@ import hypothesis
 import numpy
 import torch
 
+from autograder.files import write_atomically
 from autograder.version import grader_version
 
 CACHE_ENV = "VAE_ASSIGNMENT_CACHE"
@@ -65,10 +65,7 @@ def _stored(path: Path, key: dict, from_json: Callable[[object], T]) -> T | None
 
 def _store(path: Path, key: dict, document: object) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".", suffix=".tmp", delete=False) as file:
-            json.dump({"key": key, "value": document}, file)
-        os.replace(file.name, path)
+        write_atomically(path, json.dumps({"key": key, "value": document}))
     except OSError:
         pass  # read-only home, full disk: the next process computes it again
 
