@@ -1,11 +1,12 @@
-"""Hypothesis's examples, generated once per grader version and machine instead of once per submission.
+"""Hypothesis's examples, generated once per grader version and machine, not once per submission.
 
 The hidden tests run derandomized hypothesis, so every submission that passes a test is fed
 the same sequence of examples: the one the reference is fed. `recorded_examples()` runs the
 hypothesis tests once against the reference (in this process: it is our own code) and keeps
-each test's examples, on disk too (reference_cache.py, exact_json.py). Grading then calls a test's body on those examples directly; only
-when one of them fails does the test run again under hypothesis, from the start, so that a
-wrong submission gets hypothesis's shrunk counterexample exactly as without replay.
+each test's examples, on disk too (reference_cache.py, exact_json.py). Grading then calls
+a test's body on those examples directly; only when one of them fails does the test run
+again under hypothesis, from the start, so that a wrong submission gets hypothesis's shrunk
+counterexample exactly as without replay.
 
 A test is replayed only if recording it saw nothing but passing examples; anything else
 (a failure, a rejected draw) leaves it to hypothesis every time.
