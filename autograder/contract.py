@@ -15,6 +15,17 @@ PROBLEM_POINTS: dict[str, int] = {
 }
 PROBLEMS: tuple[str, ...] = tuple(PROBLEM_POINTS)
 TOTAL_POINTS: int = sum(PROBLEM_POINTS.values())
+# Column labels of the plain-text score table: short, and distinct (gaussian_kl and
+# gaussian_log_density must not both read "gaussian").
+PROBLEM_LABELS: dict[str, str] = {
+    "gaussian_kl": "kl",
+    "reparameterize": "reparam",
+    "bernoulli_log_likelihood": "bern_ll",
+    "elbo": "elbo",
+    "gaussian_log_density": "gauss_ld",
+    "iwae_bound": "iwae",
+    "VAE": "VAE",
+}
 
 # The model check (autograder/model_check.py): how far below the reference model's held-out
 # ELBO a trained model may be, in nats, for the full points and for the partial points.

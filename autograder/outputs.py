@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 from pathlib import Path
 
-from autograder.contract import PROBLEMS, TOTAL_POINTS
+from autograder.contract import PROBLEM_LABELS, PROBLEMS, TOTAL_POINTS
 from autograder.files import write_atomically
 
 FORMAT_VERSION = 1
@@ -20,17 +21,38 @@ def write_json(path: Path, records: list[dict]) -> None:
     write_atomically(path, json.dumps(json_document(records), indent=2, sort_keys=False) + "\n")
 
 
-def write_csv(path: Path, records: list[dict]) -> None:
-    """A row per student: a column per problem, the total, the maximum and the error, if any."""
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as it is: text beginning with = + - @ tab or carriage
+    return gets a leading single quote (OWASP's advice), so it is not run as a formula; numbers,
+    and text that is a plain number such as "-2.5", stay as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
+def csv_text(rows: list[list[object]]) -> str:
+    """Rows as CSV text, every cell through `spreadsheet_safe`: the one way this package writes CSV."""
     from io import StringIO
 
     buffer = StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["id", *PROBLEMS, "total", "max_score", "error"])
+    for row in rows:
+        writer.writerow([spreadsheet_safe(cell) for cell in row])
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, records: list[dict]) -> None:
+    """A row per student: a column per problem, the total, the maximum and the error, if any."""
+    rows: list[list[object]] = [["id", *PROBLEMS, "total", "max_score", "error"]]
     for record in records:
-        writer.writerow([record["id"], *(record["problems"][p]["score"] for p in PROBLEMS),
-                         record["score"], record["max_score"], record["error"] or ""])
-    write_atomically(path, buffer.getvalue())
+        rows.append([record["id"], *(record["problems"][p]["score"] for p in PROBLEMS),
+                     record["score"], record["max_score"], record["error"] or ""])
+    write_atomically(path, csv_text(rows))
 
 
 def timing_summary(timings: list[dict]) -> str:
@@ -46,10 +68,9 @@ def timing_summary(timings: list[dict]) -> str:
 
 
 def summary_table(records: list[dict]) -> str:
-    """A plain-text table: a row per student, a column per problem."""
-    short = {p: p[:8] for p in PROBLEMS}
+    """A plain-text table: a row per student, a column per problem (headed by its short label)."""
     width = max([len("student"), *(len(r["id"]) for r in records)])
-    header = f"{'student':<{width}}  " + "  ".join(f"{short[p]:>8}" for p in PROBLEMS) + f"  {'total':>9}  note"
+    header = f"{'student':<{width}}  " + "  ".join(f"{PROBLEM_LABELS[p]:>8}" for p in PROBLEMS) + f"  {'total':>9}  note"
     lines = [header, "-" * len(header)]
     for record in records:
         cells = "  ".join(f"{record['problems'][p]['score']:>8g}" for p in PROBLEMS)
