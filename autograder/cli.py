@@ -1,4 +1,4 @@
-"""The `vae-assignment` command: release, grade, report, validate, demo, gradescope-bundle."""
+"""The `vae-assignment` command: release, grade, report, similarity, validate, demo, gradescope-bundle."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="the class report (report.html and plots) from a grades JSON")
     report.add_argument("grades", type=Path, metavar="GRADES.json", help="written by `grade --json`")
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
+
+    similarity = commands.add_parser("similarity", help="pairs of submissions whose own code is unusually alike")
+    similarity.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="submissions or folders, as for grade")
+    similarity.add_argument("--out", type=Path, default=Path("similarity"),
+                            help="output folder: similarity.html and similarity.json (default: ./similarity)")
 
     validate = commands.add_parser("validate", help="check the grader against the reference, stubs and the mistake catalogue")
     validate.add_argument("--jobs", type=int, default=2)
@@ -128,12 +133,15 @@ def _grade(args: argparse.Namespace) -> int:
     print(f"graded {len(timings)} submission(s) in {elapsed:.1f} s {where}, reused {batch.reused} from {args.db}"
           f"{ignored}; per submission {outputs.timing_summary(timings)}")
     if args.report:
+        from autograder import similarity
         from autograder.report import build_report
 
         grades_json = args.json or args.report / "grades.json"
         if not args.json:
             outputs.write_json(grades_json, records)
-        print(f"class report: {build_report(grades_json, args.report)}")
+        similar = similarity.compare_submissions(submissions)
+        similarity.write_json(similar, args.report)
+        print(f"class report: {build_report(grades_json, args.report, similarity.html_section(similar))}")
     return EXIT_OK
 
 
@@ -150,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from autograder.report import main_report
             return main_report(args.grades, args.out)
+        if args.command == "similarity":
+            from autograder.similarity import main_similarity
+            return main_similarity(args.paths, args.out)
         if args.command == "validate":
             from autograder.validate import run_validation
             return run_validation(jobs=args.jobs)

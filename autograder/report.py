@@ -17,6 +17,7 @@ import json
 import math
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -489,8 +490,10 @@ SECTIONS = (_scores_section, _mistakes_section, _not_graded_section, _model_sect
             _problems_section)
 
 
-def build_report(grades_json: Path, out: Path) -> Path:
-    """Write `out/report.html` and its plots as PNG files beside it; returns the page's path."""
+def build_report(grades_json: Path, out: Path, appendix: Sequence[str] = ()) -> Path:
+    """Write `out/report.html` and its plots as PNG files beside it; returns the page's path.
+    `appendix`: HTML added after the sections drawn from the JSON (`grade --report` adds the
+    similarity section, which needs the submissions' code)."""
     records = load_grades(grades_json)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -509,7 +512,7 @@ def build_report(grades_json: Path, out: Path) -> Path:
         "<title>VAE assignment: class report</title>", f"<style>{CSS}</style></head><body>",
         "<h1>VAE assignment: class report</h1>",
         f'<p class="note">From {_e(Path(grades_json).name)}: {len(records)} submission(s).</p>',
-        *body, "</body></html>", ""])
+        *body, *appendix, "</body></html>", ""])
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -1,0 +1,271 @@
+"""Pairs of submissions whose own code is unusually alike, for an instructor to look at.
+
+Only what students wrote is compared: the code of a notebook's solution cells and of the
+cells a student added (a `.py` submission: the whole file). The release's starter code
+(signatures, docstrings, `raise NotImplementedError()`) and its given cells (imports, demos,
+checks) are boilerplate: their fingerprints are subtracted from every submission's.
+
+The matching is copydetect's (MOSS's winnowing, Schleimer, Wilkerson and Aiken 2003): the code
+is tokenised by Pygments, names become V, F or O and strings S, comments and whitespace are
+dropped, and every run of `NOISE_CHARS` characters of what remains is a fingerprint. Renamed
+variables, changed comments or blank lines leave the fingerprints as they were; reordered
+functions move them, which fingerprints do not see; an extra print adds a few of its own. A
+pair's score is the larger of the two shares of one's own code found in the other's: a
+student who copied all of a classmate's code and added some is still found.
+
+`FLAG_SCORE`, the score from which a pair is flagged, lies midway between what independently
+written correct solutions score against each other (the reference and the correct variants
+of tests/catalogue.py) and what disguised copies of them score (benchmarks/README.md, "Similar
+code", has the numbers; tests/test_similarity.py keeps both a margin away from it). The page
+also gives the class's own distribution of scores, to judge a flagged pair against.
+"""
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from autograder.collect import Submission, SubmissionError, read_cells
+from autograder.files import write_atomically
+
+NOISE_CHARS = 25           # copydetect's k (its default): shorter matches of normalised code are noise
+FLAG_SCORE = 0.75          # a pair scoring this or more is flagged (calibration in the module docstring)
+PAIRS_SHOWN = 30           # flagged pairs shown side by side on the page; the JSON holds all
+FORMAT = "vae-assignment-similarity"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OwnCode:
+    """What one student wrote, or why it could not be read."""
+    student: str
+    code: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two students' own code and what they share: `shares[i]` is the part of student i's own
+    code found in the other's; `regions[i]` its (start, end) character spans in `codes[i]`."""
+    students: tuple[str, str]
+    score: float
+    shares: tuple[float, float]
+    regions: tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """The comparison of a class: every readable student's own code, the scores of all pairs
+    (for the distribution) and the flagged pairs, highest score first."""
+    codes: dict[str, OwnCode]
+    scores: list[float]
+    flagged: list[Pair]
+    threshold: float = FLAG_SCORE
+
+
+# ------------------------------------------------------------------ what students wrote
+def release_notebook() -> NotebookNode:
+    """The notebook students get, as nbgrader's generate_assignment writes it from the source
+    notebook: every solution region cleared to `raise NotImplementedError()`, hidden tests removed."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    from assignment.notebook import build_notebook
+
+    notebook, _ = ClearSolutions().preprocess(build_notebook(), {})
+    notebook, _ = ClearHiddenTests().preprocess(notebook, {})
+    return notebook
+
+
+@lru_cache(maxsize=1)
+def _release_code() -> tuple[dict[str, str], frozenset[str]]:
+    """The release's code cells (grade id -> source) and the ids of its given (not solution) cells."""
+    cells = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in release_notebook().cells
+             if cell.cell_type == "code"}
+    given = frozenset(grade_id for grade_id, cell in cells.items() if not cell.metadata["nbgrader"]["solution"])
+    return {grade_id: cell.source for grade_id, cell in cells.items()}, given
+
+
+def own_code(submission: Submission) -> OwnCode:
+    """The code a student wrote: the solution cells they changed and their own cells, in
+    notebook order (a solution cell left as released is not theirs)."""
+    release, given = _release_code()
+    try:
+        cells = read_cells(submission.path, submission.content)
+    except SubmissionError as error:
+        return OwnCode(submission.id, "", str(error))
+    except OSError as error:
+        return OwnCode(submission.id, "", f"the file cannot be read: {error.strerror}")
+    own = [source.strip("\n") for label, source in cells
+           if label not in given and source.strip() != release.get(label, "").strip()]
+    return OwnCode(submission.id, "\n\n".join(own) + "\n")
+
+
+# ------------------------------------------------------------------------- the matching
+def _fingerprint(code: str, boilerplate=None):
+    from copydetect import CodeFingerprint
+
+    # A window of 1 keeps every k-gram: the fingerprints, so the scores, do not depend on the
+    # values of Python's (per-process salted) string hashes.
+    return CodeFingerprint("own.py", NOISE_CHARS, 1, boilerplate=boilerplate, language="python",
+                           fp=io.StringIO(code))
+
+
+def _boilerplate_hashes():
+    import numpy as np
+
+    release, _ = _release_code()
+    return np.array(sorted({h for source in release.values() for h in _fingerprint(source).hashes}))
+
+
+def compare(codes: list[OwnCode], threshold: float = FLAG_SCORE) -> Similarity:
+    """Every pair of readable submissions compared; those scoring `threshold` or more flagged."""
+    from copydetect import compare_files
+
+    readable = sorted((c for c in codes if c.error is None), key=lambda c: c.student)
+    boilerplate = _boilerplate_hashes()
+    prints = [_fingerprint(c.code, boilerplate) for c in readable]
+    scores, flagged = [], []
+    for i, first in enumerate(readable):
+        for j in range(i + 1, len(readable)):
+            overlap, shares, slices = compare_files(prints[i], prints[j])
+            score = float(max(shares)) if overlap else 0.0
+            scores.append(score)
+            if score >= threshold:
+                regions = tuple(tuple((int(a), int(b)) for a, b in zip(*s)) for s in slices)
+                flagged.append(Pair((first.student, readable[j].student), round(score, 4),
+                                    (round(float(shares[0]), 4), round(float(shares[1]), 4)), regions))
+    flagged.sort(key=lambda p: (-p.score, p.students))
+    return Similarity({c.student: c for c in codes}, scores, flagged, threshold)
+
+
+def compare_submissions(submissions: list[Submission], threshold: float = FLAG_SCORE) -> Similarity:
+    return compare([own_code(s) for s in submissions], threshold)
+
+
+# ------------------------------------------------------------------------------ outputs
+def _quantile(scores: list[float], q: float) -> float:
+    ordered = sorted(scores)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def distribution(result: Similarity) -> dict:
+    """How alike the class's pairs are: the scale against which a flagged pair stands out."""
+    scores = result.scores
+    return {"pairs": len(scores), "median": round(statistics.median(scores), 4) if scores else 0.0,
+            "p90": round(_quantile(scores, 0.9), 4), "p99": round(_quantile(scores, 0.99), 4),
+            "threshold": result.threshold, "flagged": len(result.flagged)}
+
+
+def json_document(result: Similarity) -> dict:
+    return {
+        "format": FORMAT, "version": FORMAT_VERSION, "distribution": distribution(result),
+        "not_compared": {c.student: c.error for c in sorted(result.codes.values(), key=lambda c: c.student) if c.error},
+        "pairs": [{"students": list(p.students), "score": p.score, "shares": list(p.shares),
+                   "regions": [[list(span) for span in spans] for spans in p.regions]} for p in result.flagged],
+    }
+
+
+def _marked(code: str, spans: tuple[tuple[int, int], ...]) -> str:
+    """The code, HTML-escaped, with the matching spans in <mark>."""
+    from html import escape
+
+    out, position = [], 0
+    for start, end in sorted(spans):
+        start = max(start, position)
+        out += [escape(code[position:start]), "<mark>", escape(code[start:end]), "</mark>"]
+        position = max(position, end)
+    return "".join(out + [escape(code[position:])])
+
+
+SIMILARITY_CSS = """
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 0.6em; margin-bottom: 1.5em; }
+.pair pre { margin: 0; padding: 0.5em; background: #fafafa; border: 1px solid #ddd; font-size: 0.78em;
+            max-height: 32em; overflow: auto; white-space: pre-wrap; }
+.pair h4 { margin: 0.2em 0; font-family: ui-monospace, Menlo, monospace; }
+mark { background: #ffd27a; }
+"""
+
+
+def html_section(result: Similarity) -> list[str]:
+    """The report's section: the class's distribution, the flagged pairs ranked, then the first
+    `PAIRS_SHOWN` of them side by side with the matching regions highlighted."""
+    from html import escape
+
+    d = distribution(result)
+    out = ['<h2 id="similarity">Similar code</h2>',
+           f"<style>{SIMILARITY_CSS}</style>",
+           '<p class="note">Each pair\'s score is the larger share of one student\'s own code (solution cells and '
+           "cells they added; the release's starter code and given cells left out) that is also in the other's, "
+           "after renaming every name, dropping comments and blank lines (copydetect's fingerprints). "
+           f"A pair is flagged from {result.threshold:g}, midway between what independently written correct "
+           "solutions score against each other and what disguised copies of them score (renamed, reordered, "
+           "recommented, with a print added). A flagged pair is a reason to look, not a verdict.</p>",
+           '<table id="similarity-distribution"><thead><tr><th>pairs compared</th><th>median score</th>'
+           "<th>90th percentile</th><th>99th percentile</th><th>flagged from</th><th>flagged</th></tr></thead>"
+           f'<tbody><tr><td class="count">{d["pairs"]}</td><td class="num">{d["median"]:.2f}</td>'
+           f'<td class="num">{d["p90"]:.2f}</td><td class="num">{d["p99"]:.2f}</td>'
+           f'<td class="num">{d["threshold"]:.2f}</td><td class="count">{d["flagged"]}</td></tr></tbody></table>']
+    unread = [c for c in result.codes.values() if c.error]
+    if unread:
+        out.append(f'<p class="note">Not compared (unreadable): {escape(", ".join(sorted(c.student for c in unread)))}.</p>')
+    if not result.flagged:
+        return out + ['<p class="note" id="no-similar-pairs">No pair of submissions is unusually alike.</p>']
+    rows = "\n".join(f'<tr><td class="count">{rank}</td><td class="student">{escape(p.students[0])}</td>'
+                     f'<td class="student">{escape(p.students[1])}</td><td class="num">{p.score:.2f}</td>'
+                     f'<td class="num">{p.shares[0]:.0%} / {p.shares[1]:.0%}</td></tr>'
+                     for rank, p in enumerate(result.flagged, start=1))
+    out.append('<table id="similar-pairs"><thead><tr><th>rank</th><th>student</th><th>student</th><th>score</th>'
+               f"<th>share of each one's code in the other's</th></tr></thead><tbody>\n{rows}\n</tbody></table>")
+    for rank, pair in enumerate(result.flagged[:PAIRS_SHOWN], start=1):
+        out.append(f'<h3>{rank}. {escape(pair.students[0])} and {escape(pair.students[1])}: {pair.score:.2f}</h3>'
+                   '<div class="pair">')
+        for student, spans in zip(pair.students, pair.regions):
+            out.append(f"<div><h4>{escape(student)}</h4><pre>{_marked(result.codes[student].code, spans)}</pre></div>")
+        out.append("</div>")
+    if len(result.flagged) > PAIRS_SHOWN:
+        out.append(f'<p class="note">{len(result.flagged) - PAIRS_SHOWN} more flagged pair(s) in similarity.json.</p>')
+    return out
+
+
+def write_json(result: Similarity, out: Path) -> Path:
+    """`out/similarity.json`: the distribution and every flagged pair with its matching regions."""
+    path = Path(out) / "similarity.json"
+    write_atomically(path, json.dumps(json_document(result), indent=2) + "\n")
+    return path
+
+
+def write_outputs(result: Similarity, out: Path) -> Path:
+    """`out/similarity.json` and `out/similarity.html` (a page of its own); returns the page's path."""
+    from autograder.report import CSS
+
+    out = Path(out)
+    write_json(result, out)
+    page = "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+                      "<title>VAE assignment: similar code</title>", f"<style>{CSS}</style></head><body>",
+                      "<h1>VAE assignment: similar code</h1>",
+                      f'<p class="note">{len(result.codes)} submission(s).</p>', *html_section(result),
+                      "</body></html>", ""])
+    write_atomically(out / "similarity.html", page)
+    return out / "similarity.html"
+
+
+def main_similarity(paths: list[Path], out: Path) -> int:
+    """`vae-assignment similarity`: the page and the JSON for the submissions under `paths`."""
+    from autograder.collect import find_submissions
+
+    submissions = find_submissions(paths)
+    if len(submissions) < 2:
+        print(f"vae-assignment similarity: {len(submissions)} submission(s) found under "
+              f"{', '.join(map(str, paths))}: two or more are needed to compare", file=sys.stderr)
+        return 2
+    result = compare_submissions(submissions)
+    page = write_outputs(result, out)
+    print(f"{len(result.flagged)} pair(s) of {len(result.scores)} flagged from a score of {result.threshold:g}: "
+          f"{page} and {Path(out) / 'similarity.json'}")
+    return 0

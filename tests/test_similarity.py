@@ -1,0 +1,144 @@
+"""The similarity report: disguised copies are found, independently written solutions are not.
+
+The class: the reference notebook and every correct variant of tests/catalogue.py (the benchmark
+class's rewrites), each written into the release notebook on its own, so that a submission holds
+only its author's code (in the benchmark class the rewrites keep the reference's other
+functions verbatim: copies by construction); plus disguised copies of some of them, as a
+student hides copying: names renamed, functions and methods reordered, comments and blank
+lines changed, an extra print, handed in as a .py file.
+"""
+from __future__ import annotations
+
+import ast
+import html
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import similarity
+from autograder.cli import EXIT_OK, main
+from autograder.collect import find_submissions
+from benchmarks.make_class import patched_notebook
+from tests.catalogue import CORRECT, top_level_spans
+from tests.test_nbgrader import cell_by_id, student_notebooks
+
+SOLUTION_CELLS = ("gaussian_kl", "reparameterize", "bernoulli_log_likelihood", "elbo",
+                  "gaussian_log_density", "iwae_bound", "VAE")
+RENAMES = {"mu": "m", "logvar": "log_var", "mu_q": "mean_q", "logvar_q": "lv_q", "kl": "divergence",
+           "std": "sigma", "eps": "noise", "logits": "scores", "x": "inputs", "z": "code",
+           "h": "hidden", "log_w": "log_weights", "hidden_dim": "width", "z_dim": "latent"}
+DISGUISED = ("reference", "correct_torch_distributions", "correct_with_prints_and_helpers",
+             "correct_vae_conv_encoder")
+
+
+def _without_comments(code: str) -> str:
+    lines = [re.sub(r"\s+#[^\"']*$", "", line) for line in code.split("\n")]
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def _methods_reversed(code: str) -> str:
+    """The VAE class with its methods in reverse order."""
+    spans = {name: span for name, span in top_level_spans(code).items() if name.startswith("VAE.")}
+    if not spans:
+        return code
+    lines = code.split("\n")
+    ordered = sorted(spans.values())
+    blocks = ["\n".join(lines[start - 1:end]) for start, end, _ in ordered]
+    first, last = ordered[0][0], ordered[-1][1]
+    return "\n".join(lines[:first - 1] + ["\n\n".join(reversed(blocks))] + lines[last:])
+
+
+def disguise(cells: list[str]) -> str:
+    """A .py file of the cells' code as a copier hides it."""
+    renamed = [re.sub(r"\b(" + "|".join(RENAMES) + r")\b", lambda m: RENAMES[m.group(1)], _without_comments(c))
+               for c in cells]
+    reordered = [_methods_reversed(c) for c in reversed(renamed)]  # functions and methods reordered
+    code = "\n\n\n\n".join("# my own work\n" + c.replace("\n\n", "\n") for c in reordered)
+    code = re.sub(r"^( +)return ", r'\1print("returning")\n\1return ', code, count=1, flags=re.M)  # an extra print
+    ast.parse(code)
+    return code
+
+
+def _own_cells(nb) -> list[str]:
+    return [cell_by_id(nb, name).source for name in SOLUTION_CELLS]
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("class")
+    release = similarity.release_notebook()
+    notebooks = {"reference": student_notebooks(release)["reference"]}
+    notebooks.update({v.name: patched_notebook(release, v) for v in CORRECT})
+    for name, nb in notebooks.items():
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    for name in DISGUISED:
+        (folder / f"copy_of_{name}.py").write_text(disguise(_own_cells(notebooks[name])))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def compared(class_folder):
+    return similarity.compare_submissions(find_submissions([class_folder]))
+
+
+def _independent(pair: tuple[str, str]) -> bool:
+    return not any(student.startswith("copy_of_") for student in pair)
+
+
+def test_disguised_copies_are_flagged_and_independent_solutions_are_not(compared):
+    flagged = {pair.students for pair in compared.flagged}
+    assert flagged == {(f"copy_of_{name}", name) for name in DISGUISED}
+    assert len(compared.scores) == len(compared.codes) * (len(compared.codes) - 1) // 2
+
+
+def test_the_threshold_keeps_a_margin_on_both_sides(class_folder):
+    """Independent solutions score well below FLAG_SCORE and disguised copies well above it,
+    so the threshold is not tuned to this class to the last digit."""
+    codes = [similarity.own_code(s) for s in find_submissions([class_folder])]
+    scores = {pair.students: pair.score for pair in similarity.compare(codes, threshold=0.0).flagged}
+    independent = max(score for pair, score in scores.items() if _independent(pair))
+    copies = min(scores[(f"copy_of_{name}", name)] for name in DISGUISED)
+    assert independent < similarity.FLAG_SCORE - 0.15 < similarity.FLAG_SCORE + 0.15 < copies
+
+
+def test_the_release_as_handed_out_is_boilerplate(tmp_path):
+    """Two students who filled in nothing wrote nothing: their notebooks are not alike."""
+    for student in ("ann", "bob"):
+        nbformat.write(similarity.release_notebook(), tmp_path / f"{student}.ipynb")
+    submissions = find_submissions([tmp_path])
+    assert [similarity.own_code(s).code.strip() for s in submissions] == ["", ""]
+    assert similarity.compare_submissions(submissions).scores == [0.0]
+
+
+def test_the_command_writes_the_pairs_as_json_and_side_by_side(class_folder, compared, tmp_path):
+    hostile = '<img src=x onerror="alert(1)">'
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for path in class_folder.glob("*reference*"):
+        (folder / path.name.replace("copy_of_", hostile)).write_bytes(path.read_bytes())
+    (folder / "unreadable.py").write_text("def f(:\n")
+    assert main(["similarity", str(folder), "--out", str(tmp_path / "out")]) == EXIT_OK
+    document = json.loads((tmp_path / "out" / "similarity.json").read_text())
+    (pair,) = document["pairs"]
+    assert pair["students"] == [f"{hostile}reference", "reference"]
+    assert pair["score"] == next(p.score for p in compared.flagged if p.students[1] == "reference")
+    assert document["not_compared"] == {"unreadable": "SyntaxError on line 1: invalid syntax"}
+    page = (tmp_path / "out" / "similarity.html").read_text()
+    assert hostile not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;reference" in page
+    code = similarity.own_code(find_submissions([folder / "reference.ipynb"])[0]).code
+    for start, end in pair["regions"][1]:  # the highlighted regions are the reference's own code
+        assert f"<mark>{html.escape(code[start:end])}</mark>" in page
+
+
+def test_the_class_report_has_the_similarity_section(compared, tmp_path):
+    from autograder import outputs
+    from autograder.report import build_report
+    from tests.test_report import make_record
+
+    outputs.write_json(tmp_path / "grades.json", [make_record(student) for student in sorted(compared.codes)])
+    page = build_report(tmp_path / "grades.json", tmp_path / "report", similarity.html_section(compared)).read_text()
+    assert page.index('id="similarity"') > page.index("Scores by problem")
+    assert page.count('<div class="pair">') == len(DISGUISED) and page.count("<mark>") > 10
