@@ -36,9 +36,14 @@ from autograder.files import write_atomically
 
 NOISE_CHARS = 25           # copydetect's k (its default): shorter matches of normalised code are noise
 FLAG_SCORE = 0.75          # a pair scoring this or more is flagged (calibration in the module docstring)
-PAIRS_SHOWN = 30           # flagged pairs shown side by side on the page; the JSON holds all
+PAIRS_DETAILED = 50        # flagged pairs, highest first, given with their regions and shown side by side
+CONTEXT_LINES = 3          # unmatched lines shown each side of a match on the page
+PAIRS_LISTED = 500         # flagged pairs in the page's table; the JSON holds all
 FORMAT = "vae-assignment-similarity"
 FORMAT_VERSION = 1
+
+
+Regions = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,12 @@ class OwnCode:
 @dataclass(frozen=True)
 class Pair:
     """Two students' own code and what they share: `shares[i]` is the part of student i's own
-    code found in the other's; `regions[i]` its (start, end) character spans in `codes[i]`."""
+    code found in the other's; `regions[i]` its (start, end) character spans in `codes[i]`
+    (None past the first `PAIRS_DETAILED` pairs)."""
     students: tuple[str, str]
     score: float
     shares: tuple[float, float]
-    regions: tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
+    regions: Regions | None
 
 
 @dataclass(frozen=True)
@@ -123,25 +129,42 @@ def _boilerplate_hashes():
     return np.array(sorted({h for source in release.values() for h in _fingerprint(source).hashes}))
 
 
+def _regions(first, second) -> Regions:
+    from copydetect import compare_files
+
+    _, _, slices = compare_files(first, second)
+    return tuple(tuple((int(a), int(b)) for a, b in zip(*spans)) for spans in slices)
+
+
 def compare(codes: list[OwnCode], threshold: float = FLAG_SCORE) -> Similarity:
-    """Every pair of readable submissions compared; those scoring `threshold` or more flagged."""
+    """Every pair of readable submissions compared; those scoring `threshold` or more flagged,
+    the first `PAIRS_DETAILED` of them with their matching regions."""
     from copydetect import compare_files
 
     readable = sorted((c for c in codes if c.error is None), key=lambda c: c.student)
     boilerplate = _boilerplate_hashes()
     prints = [_fingerprint(c.code, boilerplate) for c in readable]
+    # The fingerprints are a function of the normalised code: students whose normalised code is
+    # the same (a class handing in one solution) share one comparison per pair of distinct codes.
+    first_with = {}
+    same_as = [first_with.setdefault(p.filtered_code, i) for i, p in enumerate(prints)]
+    shares_of: dict[tuple[int, int], tuple[float, float]] = {}
     scores, flagged = [], []
     for i, first in enumerate(readable):
         for j in range(i + 1, len(readable)):
-            overlap, shares, slices = compare_files(prints[i], prints[j])
-            score = float(max(shares)) if overlap else 0.0
+            key = (same_as[i], same_as[j])
+            if key not in shares_of:
+                overlap, shares, _ = compare_files(prints[key[0]], prints[key[1]])
+                shares_of[key] = (round(float(shares[0]), 4), round(float(shares[1]), 4)) if overlap else (0.0, 0.0)
+            score = max(shares_of[key])
             scores.append(score)
             if score >= threshold:
-                regions = tuple(tuple((int(a), int(b)) for a, b in zip(*s)) for s in slices)
-                flagged.append(Pair((first.student, readable[j].student), round(score, 4),
-                                    (round(float(shares[0]), 4), round(float(shares[1]), 4)), regions))
-    flagged.sort(key=lambda p: (-p.score, p.students))
-    return Similarity({c.student: c for c in codes}, scores, flagged, threshold)
+                flagged.append(((-score, first.student, readable[j].student), i, j))
+    flagged.sort()
+    pairs = [Pair((a, b), -minus_score, shares_of[(same_as[i], same_as[j])],
+                  _regions(prints[i], prints[j]) if rank < PAIRS_DETAILED else None)
+             for rank, ((minus_score, a, b), i, j) in enumerate(flagged)]
+    return Similarity({c.student: c for c in codes}, scores, pairs, threshold)
 
 
 def compare_submissions(submissions: list[Submission], threshold: float = FLAG_SCORE) -> Similarity:
@@ -167,20 +190,33 @@ def json_document(result: Similarity) -> dict:
         "format": FORMAT, "version": FORMAT_VERSION, "distribution": distribution(result),
         "not_compared": {c.student: c.error for c in sorted(result.codes.values(), key=lambda c: c.student) if c.error},
         "pairs": [{"students": list(p.students), "score": p.score, "shares": list(p.shares),
-                   "regions": [[list(span) for span in spans] for spans in p.regions]} for p in result.flagged],
+                   "regions": None if p.regions is None else [[list(span) for span in spans] for spans in p.regions]}
+                  for p in result.flagged],
     }
 
 
+def _shortened(text: str, keep_head: int, keep_tail: int) -> str:
+    """Unmatched code between matches: a long stretch keeps a few lines each side of a gap."""
+    lines = text.split("\n")
+    if len(lines) <= keep_head + keep_tail + 2:
+        return text
+    gap = len(lines) - keep_head - keep_tail
+    return "\n".join(lines[:keep_head] + [f"    \u22ee {gap} unmatched line(s)"] + lines[len(lines) - keep_tail:])
+
+
 def _marked(code: str, spans: tuple[tuple[int, int], ...]) -> str:
-    """The code, HTML-escaped, with the matching spans in <mark>."""
+    """The code, HTML-escaped, with the matching spans in <mark> and long unmatched stretches
+    shortened to `CONTEXT_LINES` lines each side."""
     from html import escape
 
     out, position = [], 0
     for start, end in sorted(spans):
         start = max(start, position)
-        out += [escape(code[position:start]), "<mark>", escape(code[start:end]), "</mark>"]
+        head = 0 if position == 0 else CONTEXT_LINES
+        out += [escape(_shortened(code[position:start], head, CONTEXT_LINES)), "<mark>", escape(code[start:end]),
+                "</mark>"]
         position = max(position, end)
-    return "".join(out + [escape(code[position:])])
+    return "".join(out + [escape(_shortened(code[position:], CONTEXT_LINES, 0))])
 
 
 SIMILARITY_CSS = """
@@ -194,7 +230,7 @@ mark { background: #ffd27a; }
 
 def html_section(result: Similarity) -> list[str]:
     """The report's section: the class's distribution, the flagged pairs ranked, then the first
-    `PAIRS_SHOWN` of them side by side with the matching regions highlighted."""
+    `PAIRS_DETAILED` of them side by side with the matching regions highlighted."""
     from html import escape
 
     d = distribution(result)
@@ -208,33 +244,38 @@ def html_section(result: Similarity) -> list[str]:
            "recommented, with a print added). A flagged pair is a reason to look, not a verdict.</p>",
            '<table id="similarity-distribution"><thead><tr><th>pairs compared</th><th>median score</th>'
            "<th>90th percentile</th><th>99th percentile</th><th>flagged from</th><th>flagged</th></tr></thead>"
-           f'<tbody><tr><td class="count">{d["pairs"]}</td><td class="num">{d["median"]:.2f}</td>'
-           f'<td class="num">{d["p90"]:.2f}</td><td class="num">{d["p99"]:.2f}</td>'
-           f'<td class="num">{d["threshold"]:.2f}</td><td class="count">{d["flagged"]}</td></tr></tbody></table>']
+           f'<tbody><tr><td class="count pairs">{d["pairs"]}</td><td class="num median">{d["median"]:.2f}</td>'
+           f'<td class="num p90">{d["p90"]:.2f}</td><td class="num p99">{d["p99"]:.2f}</td>'
+           f'<td class="num threshold">{d["threshold"]:.2f}</td><td class="count flagged">{d["flagged"]}</td></tr>'
+           "</tbody></table>"]
     unread = [c for c in result.codes.values() if c.error]
     if unread:
         out.append(f'<p class="note">Not compared (unreadable): {escape(", ".join(sorted(c.student for c in unread)))}.</p>')
     if not result.flagged:
         return out + ['<p class="note" id="no-similar-pairs">No pair of submissions is unusually alike.</p>']
-    rows = "\n".join(f'<tr><td class="count">{rank}</td><td class="student">{escape(p.students[0])}</td>'
-                     f'<td class="student">{escape(p.students[1])}</td><td class="num">{p.score:.2f}</td>'
-                     f'<td class="num">{p.shares[0]:.0%} / {p.shares[1]:.0%}</td></tr>'
-                     for rank, p in enumerate(result.flagged, start=1))
-    out.append('<table id="similar-pairs"><thead><tr><th>rank</th><th>student</th><th>student</th><th>score</th>'
-               f"<th>share of each one's code in the other's</th></tr></thead><tbody>\n{rows}\n</tbody></table>")
-    for rank, pair in enumerate(result.flagged[:PAIRS_SHOWN], start=1):
+    rows = "\n".join(f'<tr><td class="count rank">{rank}</td><td class="student a">{escape(p.students[0])}</td>'
+                     f'<td class="student b">{escape(p.students[1])}</td><td class="num score">{p.score:.2f}</td>'
+                     f'<td class="num shares">{p.shares[0]:.0%} / {p.shares[1]:.0%}</td></tr>'
+                     for rank, p in enumerate(result.flagged[:PAIRS_LISTED], start=1))
+    out.append('<table id="similar-pairs"><thead><tr><th>rank</th><th>student A</th><th>student B</th><th>score</th>'
+               f"<th>share of A's code in B's / of B's in A's</th></tr></thead><tbody>\n{rows}\n</tbody></table>")
+    if len(result.flagged) > PAIRS_LISTED:
+        out.append(f'<p class="note">{len(result.flagged) - PAIRS_LISTED} more flagged pair(s) in similarity.json.</p>')
+    for rank, pair in enumerate(result.flagged[:PAIRS_DETAILED], start=1):
         out.append(f'<h3>{rank}. {escape(pair.students[0])} and {escape(pair.students[1])}: {pair.score:.2f}</h3>'
                    '<div class="pair">')
         for student, spans in zip(pair.students, pair.regions):
             out.append(f"<div><h4>{escape(student)}</h4><pre>{_marked(result.codes[student].code, spans)}</pre></div>")
         out.append("</div>")
-    if len(result.flagged) > PAIRS_SHOWN:
-        out.append(f'<p class="note">{len(result.flagged) - PAIRS_SHOWN} more flagged pair(s) in similarity.json.</p>')
+    if len(result.flagged) > PAIRS_DETAILED:
+        out.append(f'<p class="note">Past the first {PAIRS_DETAILED} pairs, run `vae-assignment similarity` on '
+                   "the two submissions to see what they share.</p>")
     return out
 
 
 def write_json(result: Similarity, out: Path) -> Path:
-    """`out/similarity.json`: the distribution and every flagged pair with its matching regions."""
+    """`out/similarity.json`: the distribution and every flagged pair, the first `PAIRS_DETAILED`
+    with their matching regions."""
     path = Path(out) / "similarity.json"
     write_atomically(path, json.dumps(json_document(result), indent=2) + "\n")
     return path

@@ -397,3 +397,6 @@ def test_a_graded_class_gives_a_report_that_agrees_with_its_json(tmp_path):
     assert stuck["hostile"]["reason"].startswith("test_standard_normal_prior: the process running your code")
     for name in ("scores.png", "problems.png", "tests.png", "mistakes.png", "model.png"):
         assert (tmp_path / "report" / name).stat().st_size > 5000
+    # Every submission but the stubs is the reference with one function changed: copies of it.
+    similar = {(row["student a"], row["student b"]) for row in report.rows("similar-pairs")}
+    assert similar == {(a, b) for a in scores for b in scores if a < b and "stubs" not in (a, b)}

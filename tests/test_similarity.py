@@ -12,7 +12,10 @@ from __future__ import annotations
 import ast
 import html
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -52,12 +55,14 @@ def _methods_reversed(code: str) -> str:
 
 
 def disguise(cells: list[str]) -> str:
-    """A .py file of the cells' code as a copier hides it."""
+    """A .py file of the cells' code as a copier hides it, after the release's imports (given
+    code, so boilerplate) as a notebook exported to a script has them."""
     renamed = [re.sub(r"\b(" + "|".join(RENAMES) + r")\b", lambda m: RENAMES[m.group(1)], _without_comments(c))
                for c in cells]
     reordered = [_methods_reversed(c) for c in reversed(renamed)]  # functions and methods reordered
     code = "\n\n\n\n".join("# my own work\n" + c.replace("\n\n", "\n") for c in reordered)
     code = re.sub(r"^( +)return ", r'\1print("returning")\n\1return ', code, count=1, flags=re.M)  # an extra print
+    code = cell_by_id(similarity.release_notebook(), "setup").source + "\n\n\n" + code
     ast.parse(code)
     return code
 
@@ -66,26 +71,30 @@ def _own_cells(nb) -> list[str]:
     return [cell_by_id(nb, name).source for name in SOLUTION_CELLS]
 
 
-@pytest.fixture(scope="module")
-def class_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("class")
+def write_class(folder: Path, disguised: tuple[str, ...] = DISGUISED) -> Path:
+    """The independent notebooks and the disguised copies (`copy_of_<name>.py`) in `folder`."""
     release = similarity.release_notebook()
     notebooks = {"reference": student_notebooks(release)["reference"]}
     notebooks.update({v.name: patched_notebook(release, v) for v in CORRECT})
     for name, nb in notebooks.items():
         nbformat.write(nb, folder / f"{name}.ipynb")
-    for name in DISGUISED:
+    for name in disguised:
         (folder / f"copy_of_{name}.py").write_text(disguise(_own_cells(notebooks[name])))
     return folder
+
+
+def independent(pair: tuple[str, str]) -> bool:
+    return not any(student.startswith("copy_of_") for student in pair)
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory) -> Path:
+    return write_class(tmp_path_factory.mktemp("class"))
 
 
 @pytest.fixture(scope="module")
 def compared(class_folder):
     return similarity.compare_submissions(find_submissions([class_folder]))
-
-
-def _independent(pair: tuple[str, str]) -> bool:
-    return not any(student.startswith("copy_of_") for student in pair)
 
 
 def test_disguised_copies_are_flagged_and_independent_solutions_are_not(compared):
@@ -99,9 +108,9 @@ def test_the_threshold_keeps_a_margin_on_both_sides(class_folder):
     so the threshold is not tuned to this class to the last digit."""
     codes = [similarity.own_code(s) for s in find_submissions([class_folder])]
     scores = {pair.students: pair.score for pair in similarity.compare(codes, threshold=0.0).flagged}
-    independent = max(score for pair, score in scores.items() if _independent(pair))
-    copies = min(scores[(f"copy_of_{name}", name)] for name in DISGUISED)
-    assert independent < similarity.FLAG_SCORE - 0.15 < similarity.FLAG_SCORE + 0.15 < copies
+    highest_independent = max(score for pair, score in scores.items() if independent(pair))
+    lowest_copy = min(scores[(f"copy_of_{name}", name)] for name in DISGUISED)
+    assert highest_independent < similarity.FLAG_SCORE - 0.15 < similarity.FLAG_SCORE + 0.15 < lowest_copy
 
 
 def test_the_release_as_handed_out_is_boilerplate(tmp_path):
@@ -136,9 +145,26 @@ def test_the_command_writes_the_pairs_as_json_and_side_by_side(class_folder, com
 def test_the_class_report_has_the_similarity_section(compared, tmp_path):
     from autograder import outputs
     from autograder.report import build_report
-    from tests.test_report import make_record
+    from tests.test_report import Tables, make_record
 
     outputs.write_json(tmp_path / "grades.json", [make_record(student) for student in sorted(compared.codes)])
     page = build_report(tmp_path / "grades.json", tmp_path / "report", similarity.html_section(compared)).read_text()
     assert page.index('id="similarity"') > page.index("Scores by problem")
+    rows = Tables(page).rows("similar-pairs")
+    assert [(r["student a"], r["student b"], float(r["num score"])) for r in rows] == [
+        (*pair.students, round(pair.score, 2)) for pair in compared.flagged]
+    (distribution,) = Tables(page).rows("similarity-distribution")
+    assert int(distribution["count pairs"]) == len(compared.scores) and int(distribution["count flagged"]) == len(rows)
     assert page.count('<div class="pair">') == len(DISGUISED) and page.count("<mark>") > 10
+
+
+def test_the_scores_do_not_depend_on_python_s_string_hashes(class_folder, compared):
+    """copydetect hashes with Python's salted hash(): another salt must give the same JSON."""
+    script = ("import json, sys; from pathlib import Path; from autograder import similarity; "
+              "from autograder.collect import find_submissions; "
+              "print(json.dumps(similarity.json_document(similarity.compare_submissions("
+              "find_submissions([Path(sys.argv[1])])))))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", script, str(class_folder)], env=env, capture_output=True,
+                           text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    assert json.loads(other.stdout) == json.loads(json.dumps(similarity.json_document(compared)))
