@@ -1,7 +1,10 @@
 """Gradebooks that are safe to open: no cell of a CSV runs as a spreadsheet formula, and the
 plain-text score table keeps its columns apart."""
 import csv
+import inspect
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +56,12 @@ def test_the_score_table_has_a_distinct_short_label_per_problem():
               "problems": {p: {"score": 1} for p in PROBLEMS}}
     header = outputs.summary_table([record]).splitlines()[0]
     assert header.split()[1:1 + len(PROBLEMS)] == [PROBLEM_LABELS[p] for p in PROBLEMS]
+
+
+def test_every_csv_the_package_writes_goes_through_csv_text():
+    root = Path(__file__).resolve().parents[1]
+    writers = [path.relative_to(root).as_posix() for folder in ("autograder", "assignment", "benchmarks", "solutions")
+               for path in sorted((root / folder).rglob("*.py"))
+               if re.search(r"csv\.(writer|DictWriter)\(", path.read_text(encoding="utf-8"))]
+    assert writers == ["autograder/outputs.py"]
+    assert "csv.writer(" in inspect.getsource(outputs.csv_text)

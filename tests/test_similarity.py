@@ -168,3 +168,10 @@ def test_the_scores_do_not_depend_on_python_s_string_hashes(class_folder, compar
     other = subprocess.run([sys.executable, "-c", script, str(class_folder)], env=env, capture_output=True,
                            text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     assert json.loads(other.stdout) == json.loads(json.dumps(similarity.json_document(compared)))
+
+
+def test_bad_input_gets_a_message_and_exit_status_2(class_folder, tmp_path, capsys):
+    assert main(["similarity", str(class_folder / "reference.ipynb"), "--out", str(tmp_path)]) == 2
+    assert "two or more are needed" in capsys.readouterr().err
+    assert main(["similarity", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
