@@ -31,7 +31,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from autograder.collect import Submission, SubmissionError, read_cells
+from autograder.collect import Submission, SubmissionError, find_submissions, read_cells
 from autograder.files import write_atomically
 
 NOISE_CHARS = 25           # copydetect's k (its default): shorter matches of normalised code are noise
@@ -268,8 +268,8 @@ def html_section(result: Similarity) -> list[str]:
             out.append(f"<div><h4>{escape(student)}</h4><pre>{_marked(result.codes[student].code, spans)}</pre></div>")
         out.append("</div>")
     if len(result.flagged) > PAIRS_DETAILED:
-        out.append(f'<p class="note">Past the first {PAIRS_DETAILED} pairs, run `vae-assignment similarity` on '
-                   "the two submissions to see what they share.</p>")
+        out.append(f'<p class="note">Past the first {PAIRS_DETAILED} pairs, run <code>vae-assignment similarity</code> '
+                   "on the two submissions to see what they share.</p>")
     return out
 
 
@@ -298,8 +298,6 @@ def write_outputs(result: Similarity, out: Path) -> Path:
 
 def main_similarity(paths: list[Path], out: Path) -> int:
     """`vae-assignment similarity`: the page and the JSON for the submissions under `paths`."""
-    from autograder.collect import find_submissions
-
     submissions = find_submissions(paths)
     if len(submissions) < 2:
         print(f"vae-assignment similarity: {len(submissions)} submission(s) found under "
