@@ -39,6 +39,7 @@ FLAG_SCORE = 0.75          # a pair scoring this or more is flagged (calibration
 PAIRS_DETAILED = 50        # flagged pairs, highest first, given with their regions and shown side by side
 CONTEXT_LINES = 3          # unmatched lines shown each side of a match on the page
 PAIRS_LISTED = 500         # flagged pairs in the page's table; the JSON holds all
+MAX_OWN_CHARS = 200_000    # own code beyond this is not compared (a flood would slow every comparison)
 FORMAT = "vae-assignment-similarity"
 FORMAT_VERSION = 1
 
@@ -107,9 +108,11 @@ def own_code(submission: Submission) -> OwnCode:
         return OwnCode(submission.id, "", str(error))
     except OSError as error:
         return OwnCode(submission.id, "", f"the file cannot be read: {error.strerror}")
-    own = [source.strip("\n") for label, source in cells
-           if label not in given and source.strip() != release.get(label, "").strip()]
-    return OwnCode(submission.id, "\n\n".join(own) + "\n")
+    own = "\n\n".join(source.strip("\n") for label, source in cells
+                       if label not in given and source.strip() != release.get(label, "").strip()) + "\n"
+    if len(own) > MAX_OWN_CHARS:  # the reference is under 5,000: a flood, not a solution
+        return OwnCode(submission.id, "", f"{len(own):,} characters of own code, more than {MAX_OWN_CHARS:,}")
+    return OwnCode(submission.id, own)
 
 
 # ------------------------------------------------------------------------- the matching

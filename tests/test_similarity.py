@@ -175,3 +175,7 @@ def test_bad_input_gets_a_message_and_exit_status_2(class_folder, tmp_path, caps
     assert "two or more are needed" in capsys.readouterr().err
     assert main(["similarity", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    flood = tmp_path / "flood.py"
+    flood.write_text("x = 1\n" * (similarity.MAX_OWN_CHARS // 6 + 1))
+    (own,) = [similarity.own_code(s) for s in find_submissions([flood])]
+    assert own.code == "" and "more than 200,000" in own.error
