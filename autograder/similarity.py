@@ -253,7 +253,8 @@ def html_section(result: Similarity) -> list[str]:
            "</tbody></table>"]
     unread = [c for c in result.codes.values() if c.error]
     if unread:
-        out.append(f'<p class="note">Not compared (unreadable): {escape(", ".join(sorted(c.student for c in unread)))}.</p>')
+        reasons = "; ".join(f"{c.student} ({c.error})" for c in sorted(unread, key=lambda c: c.student))
+        out.append(f'<p class="note" id="not-compared">Not compared: {escape(reasons)}.</p>')
     if not result.flagged:
         return out + ['<p class="note" id="no-similar-pairs">No pair of submissions is unusually alike.</p>']
     rows = "\n".join(f'<tr><td class="count rank">{rank}</td><td class="student a">{escape(p.students[0])}</td>'
