@@ -75,8 +75,8 @@ def _inputs(named: dict[str, object]) -> str:
     lines = []
     for name, value in named.items():
         shape = f" (shape {tuple(value.shape)})" if isinstance(value, Tensor) else ""
-        lines.append(f"  {name}{shape} = {_fmt(value)}")
-    return "Input:\n" + "\n".join(lines) if lines else ""
+        lines.append(f"{name}{shape} = {_fmt(value)}")
+    return "Input: " + "\n       ".join(lines) if lines else ""
 
 
 def _fail(problem: str, checked: str, call: str = "", inputs: str = "",
@@ -156,7 +156,9 @@ def _check_case(problem: str, fn: Callable, case: dict, dtype: torch.dtype) -> i
     expected = torch.tensor(case["expected"], dtype=torch.float64)
     got = _call(problem, fn, call, *args, **kwargs)
     where = f' [case: {case["name"]}, {str(dtype).removeprefix("torch.")} inputs]'
-    report = functools.partial(_fail, problem, call=call, inputs=inputs, expected=expected, got=got)
+    # A plain call adds nothing to the Input lines, which name the arguments in order.
+    shown_call = call if case["kwargs"] else ""
+    report = functools.partial(_fail, problem, call=shown_call, inputs=inputs, expected=expected, got=got)
     if not isinstance(got, Tensor):
         report(f"the result must be a torch.Tensor, got {type(got).__name__}{where}")
     if got.shape != expected.shape:
@@ -244,19 +246,18 @@ def _check_case_carried(problem: str, fn: Callable, case: dict, dtype: torch.dty
     carried forward, as in the grader), the count and those parts."""
     try:
         return _check_case(problem, fn, case, dtype), []
-    except CheckFailed as failure:
+    except CheckFailed:
         wrong = _wrong_parts(fn, case, dtype) if "parts" in case else []
         if not wrong:
             raise
-        first_failure = failure
     with _parts_replaced(fn, case, wrong, dtype):
         try:
             return _check_case(problem, fn, case, dtype), wrong
-        except CheckFailed:
-            pass
+        except CheckFailed as failure:  # wrong even on right parts: its own mistake, shown so
+            own_mistake = failure
     labels = " and ".join(_problem_label(part) for part in wrong)
-    raise CheckFailed(f"{first_failure}\nAlso: {labels} fails its check; fix it first, then "
-                      f"look at {problem} again.")
+    raise CheckFailed(f"{own_mistake}\nAlso: this used the expected values of {labels} in place "
+                      "of yours, which fail their check: fix them too.")
 
 
 def _check_cases(problem: str, fn: Callable) -> tuple[int, list[str]]:
