@@ -2,6 +2,7 @@
 makes nan. What each check cell, the training cell and the summary (`check_all`) print."""
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -12,71 +13,23 @@ import pytest
 from assignment.notebook import BEGIN_SOLUTION, END_SOLUTION, SOURCE_NOTEBOOK_NAME, build_notebook
 from assignment.release import build_release, execute_notebook
 from autograder.mistakes import MISTAKES
+from tests.catalogue import MISTAKES as CATALOGUE, build_source
 
 HINTS = {m.code: m.hint for m in MISTAKES}
 TARGET = json.loads((Path(__file__).resolve().parents[1] / "assignment" / "public"
                      / "check_values.json").read_text())["model"]
 
-# One typical mistake per problem, and an elbo that is right on top of the wrong KL.
-MISTAKEN = {
-    "gaussian_kl": """
-def gaussian_kl(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0):
-    logvar_p = torch.as_tensor(logvar_p)
-    return (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1).sum(-1)
-""",
-    "reparameterize": """
-def reparameterize(mu, logvar):
-    return mu + torch.exp(logvar) * torch.randn_like(mu)
-""",
-    "bernoulli_log_likelihood": """
-def bernoulli_log_likelihood(x, logits):
-    x, probs = torch.broadcast_tensors(x, torch.sigmoid(logits))
-    return -F.binary_cross_entropy(probs, x, reduction="none").sum(-1)
-""",
-    "elbo": """
-def elbo(x, logits, mu, logvar, beta=1.0):
-    return bernoulli_log_likelihood(x, logits) - beta * gaussian_kl(mu, logvar)
-""",
-    "gaussian_log_density": """
-def gaussian_log_density(z, mu, logvar):
-    return (-0.5 * (logvar + (z - mu) ** 2 / logvar.exp())).sum(-1)
-""",
-    "iwae_bound": """
-def iwae_bound(x, logits, z, mu, logvar):
-    zeros = torch.zeros_like(z)
-    log_w = bernoulli_log_likelihood(x, logits) + gaussian_log_density(z, zeros, zeros) - gaussian_log_density(z, mu, logvar)
-    return torch.logsumexp(log_w, dim=0)
-""",
-    "VAE": """
-class VAE(nn.Module):
-    def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
-        super().__init__()
-        self.z_dim = z_dim
-        self.encoder = nn.Sequential(nn.Linear(x_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 2 * z_dim))
-        self.decoder = nn.Sequential(nn.Linear(z_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, x_dim), nn.Sigmoid())
+# One typical mistake per problem from the catalogue; elbo stays right (on top of wrong parts).
+TYPICAL = ("kl_missing_half", "reparam_std_is_exp_logvar", "bll_mean_not_sum", "gld_missing_constant",
+           "iwae_missing_log_k", "vae_decoder_sigmoid")
+VARIANTS = {variant.problem: variant for variant in CATALOGUE if variant.name in TYPICAL}
 
-    def encode(self, x):
-        return self.encoder(x).chunk(2, dim=-1)
 
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
-
-    def sample(self, n):
-        return self.decode(torch.randn(n, self.z_dim))
-""",
-}
-FAILING = {  # problem -> the hint its check cell must show
-    "gaussian_kl": HINTS["kl_missing_half"],
-    "reparameterize": HINTS["reparam_std_is_exp_logvar"],
-    "bernoulli_log_likelihood": HINTS["bll_clamped_bce"],
-    "gaussian_log_density": HINTS["gld_missing_constant"],
-    "iwae_bound": HINTS["iwae_missing_log_k"],
-    "VAE": HINTS["vae_decoder_outputs_probabilities"],
-}
+def definition(source: str, name: str) -> str:
+    """The top-level def or class `name` of a module's source."""
+    node = next(node for node in ast.parse(source).body
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name)
+    return ast.get_source_segment(source, node)
 
 
 @pytest.fixture(scope="module")
@@ -129,20 +82,23 @@ def run_as_student(release: Path, folder: Path, solutions: dict[str, str], *,
 
 
 def test_typical_mistakes_read_in_a_few_lines_and_the_summary_says_where_you_stand(release, tmp_path):
-    results = run_as_student(release, tmp_path / "student", MISTAKEN,
+    solutions = {problem: definition(build_source(variant), problem) for problem, variant in VARIANTS.items()}
+    assert len(solutions) == 6 and "elbo" not in solutions  # the release's elbo stub: filled below
+    solutions["elbo"] = reference_sources()["elbo"]
+    results = run_as_student(release, tmp_path / "student", solutions,
                              answers={2: "torch.normal's gradient is zero, so the encoder never learns."})
-    for problem, hint in FAILING.items():
+    for problem, variant in VARIANTS.items():
         error = results[f"check_{problem}"]["error"]
         assert error is not None, problem
         assert error.ename == "CheckFailed" and error.evalue.startswith(f"{problem}: ")
-        assert f"Likely mistake: {hint}" in error.evalue
+        assert f"Likely mistake: {HINTS[variant.hint]}" in error.evalue
         shown = "\n".join(error.traceback).splitlines()  # all Jupyter shows of the failure
         assert len(shown) <= 10, shown
         assert not any("vae_checks.py" in line or "Traceback" in line for line in shown)
     assert results["check_elbo"]["error"] is None
     assert results["check_elbo"]["printed"].startswith(
-        "elbo: 12 checks passed, given your own gaussian_kl, which fails its check: "
-        "fix Problem 1 (gaussian_kl) first.")
+        "elbo: 12 checks passed, given your own gaussian_kl and bernoulli_log_likelihood, which fail their "
+        "checks: fix Problem 1 (gaussian_kl) and Problem 3 (bernoulli_log_likelihood) first.")
     demos_and_code = {name: result for name, result in results.items() if not name.startswith("check_")}
     assert [name for name, result in demos_and_code.items() if result["error"]] == []
 
@@ -157,9 +113,7 @@ def test_typical_mistakes_read_in_a_few_lines_and_the_summary_says_where_you_sta
     assert summary[0] == "Visible checks (a subset of the grader's tests):"
     assert summary[1].startswith("  [FAILED] Problem 1 (gaussian_kl), 20 points: gaussian_kl: wrong value")
     assert summary[2] == f"           Likely mistake: {HINTS['kl_missing_half']}"
-    assert "  [passed] Problem 4 (elbo), 10 points: elbo: 12 checks passed, given your own gaussian_kl, " \
-           "which fails its check: fix Problem 1 (gaussian_kl) first. (Your elbo is right given it; " \
-           "the grader accepts that too.)" in summary
+    assert "  [passed] Problem 4 (elbo), 10 points: " + results["check_elbo"]["printed"].strip() in summary
     assert "  1 of 7 problems pass their visible checks." in summary
     assert any(line.startswith("  Verdict: no verdict") for line in summary)
     assert summary[-1] == "  unanswered: Question 1, Question 3."

@@ -277,10 +277,12 @@ def _passed(problem: str, count: int, carried: list[str] = ()) -> None:
     if not carried:
         print(f"{problem}: {count} checks passed.")
         return
+    carried = sorted(carried, key=list(_values()["points"]).index)
     own = " and ".join(carried)
     labels = " and ".join(_problem_label(part) for part in carried)
-    print(f"{problem}: {count} checks passed, given your own {own}, which fails its check: "
-          f"fix {labels} first. (Your {problem} is right given it; the grader accepts that too.)")
+    fail, them = ("fails its check", "it") if len(carried) == 1 else ("fail their checks", "them")
+    print(f"{problem}: {count} checks passed, given your own {own}, which {fail}: fix {labels} "
+          f"first. (Your {problem} is right given {them}; the grader accepts that too.)")
 
 
 # -------------------------------------------------------------- the deterministic problems
