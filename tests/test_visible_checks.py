@@ -190,7 +190,7 @@ def elbo(x, logits, mu, logvar, beta=1.0):
     message = _run("elbo", namespace["elbo"])
     assert f"Likely mistake: {HINTS['elbo_kl_added']}" in message  # judged on the right KL
     assert message.splitlines()[-1] == ("Also: this used the expected values of Problem 1 (gaussian_kl) "
-                                        "in place of yours, which fail their check: fix them too.")
+                                        "in place of yours, which fails its check: fix it too.")
 
 
 def test_a_right_iwae_bound_on_a_wrong_log_density_passes_and_says_to_fix_problem_5(capsys):

@@ -256,8 +256,9 @@ def _check_case_carried(problem: str, fn: Callable, case: dict, dtype: torch.dty
         except CheckFailed as failure:  # wrong even on right parts: its own mistake, shown so
             own_mistake = failure
     labels = " and ".join(_problem_label(part) for part in wrong)
+    fail, them = ("fails its check", "it") if len(wrong) == 1 else ("fail their checks", "them")
     raise CheckFailed(f"{own_mistake}\nAlso: this used the expected values of {labels} in place "
-                      "of yours, which fail their check: fix them too.")
+                      f"of yours, which {fail}: fix {them} too.")
 
 
 def _check_cases(problem: str, fn: Callable) -> tuple[int, list[str]]:
@@ -620,7 +621,7 @@ def check_all(namespace: dict, notebook: Path | None = None) -> None:
             print(f"           {line}")
     print(f"  {passing} of {len(points)} problems pass their visible checks.")
     print("\nModel:")
-    print("\n".join(f"  {line}" for line in _last_verdict) if _last_verdict
+    print("\n".join(f"  {line}" for line in "\n".join(_last_verdict).splitlines()) if _last_verdict
           else "  not trained yet: run the training cell (after Problem 7).")
     print("\nWritten questions (graded by hand; as last saved, so save first):")
     unanswered = unanswered_questions(notebook)
