@@ -4,7 +4,13 @@ For each deterministic problem: a few small float64 inputs (written out below), 
 reference output (`solutions.vae`) and the output of every recognised mistake
 (`autograder.mistakes`) that differs from it, with its code and hint. The public module
 `public/vae_checks.py` reads the file, so it needs neither the reference nor the grader.
-The JSON is generated, never edited by hand: run
+For the composite problems (`elbo`, `iwae_bound`) each case also stores the reference value of
+every part it is built from, so a check can tell a wrong composite from a right one built on
+a wrong part (error carried forward, as the grader does). And the model check's target: the
+reference model's held-out ELBO under the grader's budget and the two margins with their
+points (`autograder/model_check.py`, `autograder/contract.py`, the hidden tests' marks), so
+the notebook's verdict uses the grader's numbers. The JSON is generated, never edited by
+hand: run
 
     python -m assignment.check_values        (or python assignment/check_values.py)
 
@@ -13,6 +19,7 @@ over cannot be confused with the batch axis.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sys
@@ -26,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `solutions` and `autograder` importable
     sys.path.insert(0, str(ROOT))
 
+from autograder import model_check  # noqa: E402
+from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, PROBLEM_POINTS  # noqa: E402
 from autograder.mistakes import MISTAKES, mistakes_for  # noqa: E402
 from solutions import vae as ref  # noqa: E402
 
@@ -132,6 +141,15 @@ CASES: dict[str, tuple[Case, ...]] = {
     ),
 }
 
+# The parts each composite problem is built from: (problem, its arguments). An argument is a
+# name of the case's arguments, or "zeros" for zeros shaped like z (the prior N(0, I)).
+PARTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "elbo": (("bernoulli_log_likelihood", ("x", "logits")), ("gaussian_kl", ("mu", "logvar"))),
+    "iwae_bound": (("bernoulli_log_likelihood", ("x", "logits")),
+                   ("gaussian_log_density", ("z", "zeros", "zeros")),
+                   ("gaussian_log_density", ("z", "mu", "logvar"))),
+}
+
 REFERENCE: dict[str, Callable[..., torch.Tensor]] = {
     "gaussian_kl": ref.gaussian_kl,
     "bernoulli_log_likelihood": ref.bernoulli_log_likelihood,
@@ -165,6 +183,16 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
         a, b, rtol=TOLERANCE["mistake_rtol"], atol=TOLERANCE["mistake_atol"])
 
 
+def _part_values(problem: str, named: dict[str, torch.Tensor | float]) -> list[dict]:
+    """The reference value of each part of a composite problem on the case's arguments."""
+    parts = []
+    for part, names in PARTS.get(problem, ()):
+        args = [torch.zeros_like(named["z"]) if name == "zeros" else named[name] for name in names]
+        parts.append({"problem": part, "args": list(names),
+                      "expected": _rounded(REFERENCE[part](*args).tolist())})
+    return parts
+
+
 def _case_values(problem: str, case: Case) -> dict:
     args = tuple(_materialise(case.args).values())
     kwargs = _materialise(case.kwargs)
@@ -186,13 +214,43 @@ def _case_values(problem: str, case: Case) -> dict:
         shown.append(wrong)
         mistakes.append({"code": mistake.code, "hint": mistake.hint,
                          "output": _rounded(wrong.tolist())})
-    return {
+    values = {
         "name": case.name,
         "args": {k: _rounded(v) if isinstance(v, list) else v for k, v in case.args.items()},
         "kwargs": dict(case.kwargs),
         "expected": _rounded(expected.tolist()),
         "mistakes": mistakes,
         "nonfinite_mistake": nonfinite,
+    }
+    if problem in PARTS:
+        values["parts"] = _part_values(problem, _materialise(case.args))
+    return values
+
+
+def _points(test: str, tests: Path = ROOT / "autograder" / "hidden_tests" / "test_VAE.py") -> int:
+    """The points the hidden test `test` carries: n of its @pytest.mark.points(n), read from
+    the source (importing a test module outside pytest would warn about the unknown mark)."""
+    for node in ast.parse(tests.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == test:
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "pytest.mark.points":
+                    return ast.literal_eval(decorator.args[0])
+    raise ValueError(f"{tests}: no test {test} with @pytest.mark.points(n)")
+
+
+def model_target() -> dict:
+    """What the model check compares a trained model with, and what each margin is worth.
+
+    The reference's held-out ELBO is rounded to 0.01 nats: it differs across CPUs in its last
+    digits, and the notebook's verdict is an estimate."""
+    budget = model_check.BUDGET
+    return {
+        "reference_heldout_elbo": round(model_check.reference_heldout_elbo(), 2),
+        "full_margin": ELBO_MARGIN, "full_points": _points("test_heldout_elbo_close_to_reference")
+        + _points("test_heldout_elbo_reasonable"),
+        "partial_margin": ELBO_FLOOR_MARGIN, "partial_points": _points("test_heldout_elbo_reasonable"),
+        "steps": budget.steps, "batch_size": budget.batch_size, "lr": budget.lr, "seed": budget.seed,
+        "model_kwargs": dict(model_check.MODEL_KWARGS),
     }
 
 
@@ -203,8 +261,10 @@ def build_check_values() -> dict:
                    "do not edit by hand.",
         "tolerance": dict(TOLERANCE),
         "hints": {m.code: m.hint for m in MISTAKES},
+        "points": dict(PROBLEM_POINTS),
         "problems": {problem: [_case_values(problem, case) for case in cases]
                      for problem, cases in CASES.items()},
+        "model": model_target(),
     }
 
 

@@ -217,10 +217,12 @@ def _this_python_kernel_manager_class() -> type:
     return ThisPythonKernelManager
 
 
-def execute_notebook(path: Path, cwd: Path, timeout: int = 600) -> NotebookNode:
+def execute_notebook(path: Path, cwd: Path, timeout: int = 600, *,
+                     allow_errors: bool = False) -> NotebookNode:
     """Run every cell of the notebook at `path` in a fresh kernel started in `cwd`.
 
-    `timeout` is per cell, in seconds. The kernel runs this Python and sees only `cwd` (not
+    `timeout` is per cell, in seconds. With `allow_errors`, a cell that raises keeps its error
+    as an output and the next cells still run (as Jupyter's Run All would not). The kernel runs this Python and sees only `cwd` (not
     the project: PYTHONPATH is dropped). Plots use Jupyter's inline backend, which draws with
     Agg (no display needed), stores each figure as a PNG output and closes it after its cell;
     plain `MPLBACKEND=Agg` would drop every figure. Raises NotebookExecutionError naming the
@@ -237,7 +239,7 @@ def execute_notebook(path: Path, cwd: Path, timeout: int = 600) -> NotebookNode:
         current["index"] = cell_index
 
     client = NotebookClient(nb, kernel_manager_class=_this_python_kernel_manager_class(),
-                            timeout=timeout, on_cell_start=on_cell_start,
+                            timeout=timeout, on_cell_start=on_cell_start, allow_errors=allow_errors,
                             resources={"metadata": {"path": str(cwd)}})
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["MPLBACKEND"] = INLINE_BACKEND

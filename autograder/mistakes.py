@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.contract import PROBLEM_POINTS
@@ -148,6 +149,11 @@ def _naive_log_sigmoid(x, logits):
     return (x * torch.log(probs) + (1 - x) * torch.log(1 - probs)).sum(dim=-1)
 
 
+def _clamped_bce(x, logits):
+    x, probs = torch.broadcast_tensors(x, torch.sigmoid(logits))
+    return -F.binary_cross_entropy(probs, x, reduction="none").sum(dim=-1)
+
+
 _BLL = (
     Mistake("bll_mean_not_sum", "bernoulli_log_likelihood",
             "It looks like the log-likelihood is averaged over the pixels: sum it over the last "
@@ -172,6 +178,11 @@ _BLL = (
             "logits: rewrite it with a stable function such as F.softplus or "
             "F.binary_cross_entropy_with_logits.",
             _naive_log_sigmoid, nonfinite_when=_large_logits),
+    Mistake("bll_clamped_bce", "bernoulli_log_likelihood",
+            "It looks like F.binary_cross_entropy (or nn.BCELoss) is used on sigmoid(logits): it "
+            "clamps each log at -100, so a logit of -500 for a pixel that is 1 gives -100 instead "
+            "of -500. Use F.binary_cross_entropy_with_logits or F.softplus on the logits.",
+            _clamped_bce),
 )
 
 # ------------------------------------------------------------------------------ elbo
@@ -190,6 +201,12 @@ _ELBO = (
             "It looks like the negative ELBO (the training loss) is returned: the ELBO is the "
             "log-likelihood minus beta times the KL.",
             lambda *a, **k: -ref.elbo(*a, **k)),
+    Mistake("elbo_likelihood_mean_over_pixels", "elbo",
+            "It looks like the reconstruction term is averaged over the pixels while the KL is "
+            "summed (pytorch/examples #234), which gives the KL x_dim times its weight: sum "
+            "log p(x | z) over the pixels.",
+            lambda x, logits, mu, logvar, beta=1.0: ref.bernoulli_log_likelihood(x, logits)
+                / _last_dim(x, logits) - beta * ref.gaussian_kl(mu, logvar)),
     Mistake("elbo_mean_over_batch", "elbo",
             "It looks like the ELBO is averaged over the batch: return one value per example "
             "(no reduction).",

@@ -73,7 +73,7 @@ def iwae_bound(x: Tensor, logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor)
 
 
 class VAE(nn.Module):
-    """Gaussian encoder q(z | x) and Bernoulli decoder p(x | z), two hidden layers each ([KW13] C.2)."""
+    """Gaussian encoder q(z | x), Bernoulli decoder p(x | z): [KW13] app. C's MLPs, 2 hidden layers, not 1."""
 
     def __init__(self, x_dim: int = 64, z_dim: int = 2, hidden_dim: int = 256):
         super().__init__()

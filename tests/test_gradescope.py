@@ -234,9 +234,9 @@ def test_a_mistake_loses_points_in_its_problem_only_and_is_named(graded):
     assert any("1/2 in front of the KL is missing" in t["output"] for t in lost)
     visible = {t["name"].split()[2]: t for t in entries(document, "visible")}
     assert "1/2 in front of the KL is missing" in visible["check_gaussian_kl"]["output"]
-    # As in the notebook, check_elbo runs the student's elbo on the student's own gaussian_kl
-    # (only the hidden tests carry a known-good KL forward).
-    assert {name for name, t in visible.items() if t["status"] == "failed"} == {"check_gaussian_kl", "check_elbo"}
+    # As in the notebook and the hidden tests, check_elbo carries the student's wrong KL forward.
+    assert {name for name, t in visible.items() if t["status"] == "failed"} == {"check_gaussian_kl"}
+    assert "fix Problem 1 (gaussian_kl) first" in visible["check_elbo"]["output"]
 
 
 @pytest.mark.slow

@@ -2,18 +2,28 @@
 
 Each `check_*` function tries your code on a few small inputs (stored in
 `check_values.json` beside this file) and on a few properties every correct answer has.
-When all pass it prints one line; otherwise it raises AssertionError saying what was
-checked, on which input, what was expected, what your code gave and, when the answer
+When all pass it prints one line; otherwise it raises CheckFailed saying in a few lines what
+was checked, on which input, what was expected, what your code gave and, when the answer
 matches a known mistake, the likely mistake. Passing them is necessary, not sufficient:
 the grader runs more tests (other shapes, float32, broadcasting, gradients).
+
+`elbo` and `iwae_bound` are built from your other functions. Like the grader, their checks
+accept an answer that is right given your own parts: when a part is wrong, they check the
+composite with the part's expected values in its place and tell you which problem to fix.
+
+`check_all(globals())` runs every check and sums up where you stand before you submit;
+`model_verdict` compares your trained model with the grader's target.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import math
+import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,6 +32,15 @@ from torch import Tensor
 
 VALUES_PATH = Path(__file__).resolve().with_name("check_values.json")
 _MISSING = object()
+_LINE_WIDTH = 100  # a printed input or value longer than this is cut
+
+
+class CheckFailed(AssertionError):
+    """A failed check. Its message is the whole story, so Jupyter shows only the message
+    (IPython renders `_render_traceback_`), not the checker's own frames."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mCheckFailed\x1b[0m: {str(self)}"]
 
 
 # ----------------------------------------------------------------- shared helpers
@@ -34,49 +53,64 @@ def _hint(code: str) -> str:
     return _values()["hints"][code]
 
 
-def _fmt(value: object, indent: str = "") -> str:
-    """Numbers with 4 decimals; a 2-D or larger tensor one row per line."""
+def _problem_label(problem: str) -> str:
+    """E.g. "Problem 1 (gaussian_kl)", numbered in the notebook's order."""
+    return f"Problem {list(_values()['points']).index(problem) + 1} ({problem})"
+
+
+def _fmt(value: object) -> str:
+    """Numbers with 4 decimals, on one line, cut after _LINE_WIDTH characters."""
     if isinstance(value, Tensor):
         value = value.detach().cpu().double().tolist()
-    if isinstance(value, list) and value and isinstance(value[0], list):
-        return "[" + (",\n" + indent + " ").join(_fmt(v, indent + " ") for v in value) + "]"
     if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:.4f}"
-    return repr(value)[:200]
+        text = "[" + ", ".join(_fmt(v) for v in value) + "]"
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = f"{value:.4f}"
+    else:
+        text = repr(value)
+    return text if len(text) <= _LINE_WIDTH else text[:_LINE_WIDTH - 5] + " ...]"
 
 
 def _inputs(named: dict[str, object]) -> str:
     lines = []
     for name, value in named.items():
         shape = f" (shape {tuple(value.shape)})" if isinstance(value, Tensor) else ""
-        head = f"  {name}{shape} = "
-        lines.append(head + _fmt(value, " " * len(head)))
-    return "Input:\n" + "\n".join(lines)
+        lines.append(f"{name}{shape} = {_fmt(value)}")
+    return "Input: " + "\n       ".join(lines) if lines else ""
 
 
 def _fail(problem: str, checked: str, call: str = "", inputs: str = "",
           expected: object = _MISSING, got: object = _MISSING, hint: str | None = None) -> NoReturn:
     lines = [f"{problem}: {checked}"] + [s for s in (f"Call: {call}" if call else "", inputs) if s]
     if expected is not _MISSING:
-        lines.append("Expected: " + _fmt(expected, " " * 10))
+        lines.append("Expected: " + _fmt(expected))
     if got is not _MISSING:
-        lines.append("Got:      " + _fmt(got, " " * 10))
+        lines.append("Got:      " + _fmt(got))
     if hint:
         lines.append(f"Likely mistake: {hint}")
-    raise AssertionError("\n".join(lines))
+    raise CheckFailed("\n".join(lines))
+
+
+def _where(err: BaseException) -> str:
+    """' (line N of your function: `code`)' for the last frame of an error outside this file."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if f.filename != __file__ and "site-packages" not in f.filename]
+    if not frames or not frames[-1].line:
+        return ""
+    frame = frames[-1]
+    return f"\nAt: line {frame.lineno} of {frame.name}: {frame.line.strip()}"
 
 
 def _call(problem: str, fn: Callable, call: str, *args: object, **kwargs: object) -> object:
-    """fn(*args, **kwargs); an exception of your code comes back as an AssertionError."""
+    """fn(*args, **kwargs); an exception of your code comes back as CheckFailed."""
     try:
         return fn(*args, **kwargs)
     except Exception as err:
         detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         if isinstance(err, NotImplementedError):
             detail += " (is the solution cell filled in, and was it run?)"
-        raise AssertionError(f"{problem}: your function raised {detail}\nCall: {call}") from err
+        failure = CheckFailed(f"{problem}: your function raised {detail}\nCall: {call}{_where(err)}")
+    raise failure
 
 
 def _quiet(check: Callable) -> Callable:
@@ -95,6 +129,7 @@ def _as_input(value: list | float, dtype: torch.dtype) -> Tensor | float:
 
 def _close(got: Tensor, want: Tensor, rtol: float, atol: float) -> bool:
     got = got.detach().cpu().double()
+    want = want.detach().cpu().double()
     return got.shape == want.shape and torch.allclose(got, want, rtol=rtol, atol=atol)
 
 
@@ -121,7 +156,9 @@ def _check_case(problem: str, fn: Callable, case: dict, dtype: torch.dtype) -> i
     expected = torch.tensor(case["expected"], dtype=torch.float64)
     got = _call(problem, fn, call, *args, **kwargs)
     where = f' [case: {case["name"]}, {str(dtype).removeprefix("torch.")} inputs]'
-    report = functools.partial(_fail, problem, call=call, inputs=inputs, expected=expected, got=got)
+    # A plain call adds nothing to the Input lines, which name the arguments in order.
+    shown_call = call if case["kwargs"] else ""
+    report = functools.partial(_fail, problem, call=shown_call, inputs=inputs, expected=expected, got=got)
     if not isinstance(got, Tensor):
         report(f"the result must be a torch.Tensor, got {type(got).__name__}{where}")
     if got.shape != expected.shape:
@@ -138,22 +175,122 @@ def _check_case(problem: str, fn: Callable, case: dict, dtype: torch.dtype) -> i
     return 4
 
 
-def _check_cases(problem: str, fn: Callable) -> int:
-    """Every stored case in float64, then the last one again in float32."""
+def _part_calls(case: dict, dtype: torch.dtype) -> list[tuple[str, tuple[Tensor, ...], Tensor]]:
+    """(part, its arguments, its expected value) for each part of a composite case."""
+    named = {name: _as_input(value, dtype) for name, value in case["args"].items()}
+    calls = []
+    for part in case.get("parts", []):
+        args = tuple(torch.zeros_like(named["z"]) if name == "zeros" else named[name]
+                     for name in part["args"])
+        calls.append((part["problem"], args, torch.tensor(part["expected"], dtype=dtype)))
+    return calls
+
+
+def _wrong_parts(fn: Callable, case: dict, dtype: torch.dtype) -> list[str]:
+    """The parts of a composite case that your own functions (fn's namespace) get wrong."""
+    namespace = getattr(fn, "__globals__", {})
+    wrong: list[str] = []
+    for part, args, expected in _part_calls(case, dtype):
+        own = namespace.get(part)
+        if not callable(own):
+            continue  # not defined: the composite's own error says so
+        try:
+            got = own(*args)
+        except Exception:  # noqa: BLE001 - a part that raises is a wrong part
+            got = None
+        right = isinstance(got, Tensor) and _close(got, expected.double(), 1e-4, 1e-4)
+        if not right and part not in wrong:
+            wrong.append(part)
+    return wrong
+
+
+def _same_arguments(given: tuple, stored: tuple[Tensor, ...]) -> bool:
+    if len(given) != len(stored):
+        return False
+    try:
+        pairs = [torch.broadcast_tensors(torch.as_tensor(a).detach().double(), b.double())
+                 for a, b in zip(given, stored)]
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return all(a.shape == b.shape and torch.allclose(a, b, atol=1e-6) for a, b in pairs)
+
+
+@contextlib.contextmanager
+def _parts_replaced(fn: Callable, case: dict, parts: list[str], dtype: torch.dtype) -> Iterator[None]:
+    """Within the block, each of `parts` in fn's namespace returns the expected value for the
+    case's arguments (and is your own function for any other arguments)."""
+    namespace = getattr(fn, "__globals__", {})
+    saved = {part: namespace[part] for part in parts}
+
+    def replacement(part: str) -> Callable:
+        own = saved[part]
+
+        def answer(*args: object, **kwargs: object) -> Tensor:
+            given = args + tuple(kwargs.values())
+            for name, stored, expected in _part_calls(case, dtype):
+                if name == part and _same_arguments(given, stored):
+                    return expected
+            return own(*args, **kwargs)
+        return answer
+
+    try:
+        for part in parts:
+            namespace[part] = replacement(part)
+        yield
+    finally:
+        namespace.update(saved)
+
+
+def _check_case_carried(problem: str, fn: Callable, case: dict, dtype: torch.dtype) -> tuple[int, list[str]]:
+    """_check_case; for a composite that fails only because of your own wrong parts (error
+    carried forward, as in the grader), the count and those parts."""
+    try:
+        return _check_case(problem, fn, case, dtype), []
+    except CheckFailed:
+        wrong = _wrong_parts(fn, case, dtype) if "parts" in case else []
+        if not wrong:
+            raise
+    with _parts_replaced(fn, case, wrong, dtype):
+        try:
+            return _check_case(problem, fn, case, dtype), wrong
+        except CheckFailed as failure:  # wrong even on right parts: its own mistake, shown so
+            own_mistake = failure
+    labels = " and ".join(_problem_label(part) for part in wrong)
+    fail, them = ("fails its check", "it") if len(wrong) == 1 else ("fail their checks", "them")
+    raise CheckFailed(f"{own_mistake}\nAlso: this used the expected values of {labels} in place "
+                      f"of yours, which {fail}: fix {them} too.")
+
+
+def _check_cases(problem: str, fn: Callable) -> tuple[int, list[str]]:
+    """Every stored case in float64, then the last one again in float32: the number of checks
+    and the parts carried forward (your own wrong parts, given which the answer is right)."""
     cases = _values()["problems"][problem]
-    count = sum(_check_case(problem, fn, case, torch.float64) for case in cases)
-    return count + _check_case(problem, fn, cases[-1], torch.float32)
+    runs = [(case, torch.float64) for case in cases] + [(cases[-1], torch.float32)]
+    count, carried = 0, []
+    for case, dtype in runs:
+        done, wrong = _check_case_carried(problem, fn, case, dtype)
+        count += done
+        carried += [part for part in wrong if part not in carried]
+    return count, carried
 
 
-def _passed(problem: str, count: int) -> None:
-    print(f"{problem}: {count} checks passed.")
+def _passed(problem: str, count: int, carried: list[str] = ()) -> None:
+    if not carried:
+        print(f"{problem}: {count} checks passed.")
+        return
+    carried = sorted(carried, key=list(_values()["points"]).index)
+    own = " and ".join(carried)
+    labels = " and ".join(_problem_label(part) for part in carried)
+    fail, them = ("fails its check", "it") if len(carried) == 1 else ("fail their checks", "them")
+    print(f"{problem}: {count} checks passed, given your own {own}, which {fail}: fix {labels} "
+          f"first. (Your {problem} is right given {them}; the grader accepts that too.)")
 
 
 # -------------------------------------------------------------- the deterministic problems
 @_quiet
 def check_gaussian_kl(fn: Callable[..., Tensor]) -> None:
     """Checks gaussian_kl(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0)."""
-    count = _check_cases("gaussian_kl", fn)
+    count, _ = _check_cases("gaussian_kl", fn)
     mu = torch.tensor([[0.3, -1.2, 0.5], [2.0, 0.1, -0.7]], dtype=torch.float64)
     logvar = torch.tensor([[0.4, -0.3, 1.1], [-2.0, 0.0, 0.6]], dtype=torch.float64)
     call = "gaussian_kl(mu, logvar, mu, logvar)"
@@ -167,25 +304,27 @@ def check_gaussian_kl(fn: Callable[..., Tensor]) -> None:
 @_quiet
 def check_bernoulli_log_likelihood(fn: Callable[..., Tensor]) -> None:
     """Checks bernoulli_log_likelihood(x, logits), including logits of +-500."""
-    _passed("bernoulli_log_likelihood", _check_cases("bernoulli_log_likelihood", fn))
+    _passed("bernoulli_log_likelihood", _check_cases("bernoulli_log_likelihood", fn)[0])
 
 
 @_quiet
 def check_elbo(fn: Callable[..., Tensor]) -> None:
-    """Checks elbo(x, logits, mu, logvar, beta=1.0): one value per example, beta on the KL."""
-    _passed("elbo", _check_cases("elbo", fn))
+    """Checks elbo(x, logits, mu, logvar, beta=1.0): one value per example, beta on the KL;
+    right given your own bernoulli_log_likelihood and gaussian_kl is accepted."""
+    _passed("elbo", *_check_cases("elbo", fn))
 
 
 @_quiet
 def check_gaussian_log_density(fn: Callable[..., Tensor]) -> None:
     """Checks gaussian_log_density(z, mu, logvar)."""
-    _passed("gaussian_log_density", _check_cases("gaussian_log_density", fn))
+    _passed("gaussian_log_density", _check_cases("gaussian_log_density", fn)[0])
 
 
 @_quiet
 def check_iwae_bound(fn: Callable[..., Tensor]) -> None:
-    """Checks iwae_bound(x, logits, z, mu, logvar) for K = 3, K = 1 and log-weights near -1e4."""
-    _passed("iwae_bound", _check_cases("iwae_bound", fn))
+    """Checks iwae_bound(x, logits, z, mu, logvar) for K = 3, K = 1 and log-weights near -1e4;
+    right given your own gaussian_log_density and bernoulli_log_likelihood is accepted."""
+    _passed("iwae_bound", *_check_cases("iwae_bound", fn))
 
 
 # ------------------------------------------------------------------------ reparameterize
@@ -330,3 +469,165 @@ def check_vae(cls: type) -> None:
             count += 1 + _vae_shapes(model, made, x_dim, z_dim)
             count += _vae_outputs(model, made, x_dim, z_dim)
     _passed("VAE", count)
+
+
+# ------------------------------------------------------------------ before you submit
+CHECKS: dict[str, Callable[[object], None]] = {
+    "gaussian_kl": check_gaussian_kl,
+    "reparameterize": check_reparameterize,
+    "bernoulli_log_likelihood": check_bernoulli_log_likelihood,
+    "elbo": check_elbo,
+    "gaussian_log_density": check_gaussian_log_density,
+    "iwae_bound": check_iwae_bound,
+    "VAE": check_vae,
+}
+# What a model's training and held-out ELBO use of your code (the grader uses its own).
+TRAINING_USES = ("gaussian_kl", "reparameterize", "bernoulli_log_likelihood", "elbo", "VAE")
+_ANSWER_PLACEHOLDER = "YOUR ANSWER HERE"
+_last_verdict: list[str] = []  # the latest model_verdict, for check_all
+
+
+def _run_check(problem: str, namespace: dict) -> tuple[bool, str]:
+    """(passed, what it printed or the first lines of its failure) of one problem's check."""
+    if not callable(namespace.get(problem)):
+        return False, f"{problem} is not defined: run its solution cell"
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            CHECKS[problem](namespace[problem])
+    except Exception as failure:  # noqa: BLE001 - CheckFailed, or a crash inside the check
+        lines = str(failure).splitlines() or [type(failure).__name__]
+        mistake = [line for line in lines if line.startswith(("Likely mistake:", "Also:"))]
+        return False, "\n".join(lines[:1] + mistake)
+    return True, printed.getvalue().strip()
+
+
+def _failing(namespace: dict, problems: tuple[str, ...]) -> list[str]:
+    """One line per problem among `problems` whose check fails (empty when all pass)."""
+    lines = []
+    for problem in problems:
+        passed, message = _run_check(problem, namespace)
+        if not passed:
+            lines.append(f"  {_problem_label(problem)} fails its check: {message.splitlines()[0]}")
+    return lines
+
+
+@contextlib.contextmanager
+def explain_non_finite(namespace: dict, *problems: str) -> Iterator[None]:
+    """Turn a FloatingPointError of the block (a nan or inf loss or value, see vae_course) into
+    a CheckFailed naming the checks of `problems` that fail, e.g.
+    `with explain_non_finite(globals(), "elbo", "VAE"): train_vae(...)`."""
+    try:
+        yield
+    except FloatingPointError as error:
+        stop = str(error)
+    else:
+        return
+    failing = _failing(namespace, problems)
+    if failing:
+        why = "It comes from code that fails its check:\n" + "\n".join(failing)
+    else:
+        why = (f"The checks of {', '.join(problems)} pass, so look for an exp or log of your own "
+               "(e.g. in the VAE) that overflows, or a logvar that grows without bound.")
+    raise CheckFailed(f"Stopped: {stop}, not a finite number.\n{why}")
+
+
+def _target() -> dict:
+    return _values()["model"]
+
+
+def model_target() -> str:
+    """The grader's target for the trained model, in words (from check_values.json)."""
+    target = _target()
+    reference = target["reference_heldout_elbo"]
+    full, partial = reference - target["full_margin"], reference - target["partial_margin"]
+    arguments = ", ".join(f"{name}={value}" for name, value in target["model_kwargs"].items())
+    return (f"The grader trains your VAE({arguments}) for {target['steps']} "
+            f"Adam steps (batch {target['batch_size']}, lr {target['lr']:g}) with a correct loss and "
+            f"sampler. The reference model reaches a held-out ELBO of {reference:.2f} nats per image "
+            f"after the same steps.\n"
+            f"  {target['full_points']} of the VAE's {_values()['points']['VAE']} points: {full:.2f} "
+            f"or more (within {target['full_margin']:g} nats of the reference);\n"
+            f"  {target['partial_points']} of them: {partial:.2f} or more (within "
+            f"{target['partial_margin']:g} nats); below that, none.")
+
+
+def model_verdict(estimate: float, namespace: dict) -> str:
+    """What the held-out ELBO `estimate` of your trained model (vae_course's
+    estimate_heldout_elbo: the grader's protocol, public data) means for the model's points.
+    An estimate: the grader retrains your VAE with its own correct loss and sampler."""
+    target = _target()
+    reference = target["reference_heldout_elbo"]
+    full, partial = reference - target["full_margin"], reference - target["partial_margin"]
+    lines = [f"Held-out ELBO of your model: {estimate:.2f} nats per image (an estimate with the "
+             f"grader's protocol; target {full:.2f} for full points, {partial:.2f} for partial)."]
+    failing = _failing(namespace, TRAINING_USES[:-1])
+    if failing:
+        verdict = ("no verdict: your training used code that fails its check, so this number is "
+                   "not what the grader will see:\n" + "\n".join(failing))
+    elif estimate >= full:
+        verdict = f"on track for the full {target['full_points']} model points."
+    elif estimate >= partial:
+        verdict = (f"on track for {target['partial_points']} of the {target['full_points']} "
+                   f"model points: {full - estimate:.2f} nats short of full points.")
+    else:
+        verdict = (f"on track for no model points: {partial - estimate:.2f} nats short of the "
+                   "partial points. Look at your architecture (hidden layers, no activation on "
+                   "the logits or logvar).")
+    lines.append("Verdict: " + verdict)
+    _last_verdict[:] = lines
+    return "\n".join(lines)
+
+
+def _notebook_path(folder: Path) -> Path | None:
+    """vae.ipynb in `folder`, else its only notebook."""
+    if (folder / "vae.ipynb").is_file():
+        return folder / "vae.ipynb"
+    notebooks = sorted(folder.glob("*.ipynb"))
+    return notebooks[0] if len(notebooks) == 1 else None
+
+
+def unanswered_questions(notebook: Path | None = None) -> list[str] | None:
+    """The written questions of the saved notebook still holding the placeholder (None when
+    no notebook is found). Questions are numbered in order of their answer cells."""
+    path = notebook or _notebook_path(Path.cwd())
+    if path is None:
+        return None
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    answers = [cell for cell in cells if cell["cell_type"] == "markdown"
+               and cell.get("metadata", {}).get("nbgrader", {}).get("solution")]
+    unanswered = []
+    for number, cell in enumerate(answers, start=1):
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if text.strip() in ("", _ANSWER_PLACEHOLDER):
+            unanswered.append(f"Question {number}")
+    return unanswered
+
+
+def check_all(namespace: dict, notebook: Path | None = None) -> None:
+    """Where you stand before you submit: every problem's visible check (run now on the
+    functions in `namespace`, e.g. `globals()`), the model verdict of the training cell's last
+    run, and the written questions still unanswered in the saved notebook."""
+    points = _values()["points"]
+    print("Visible checks (a subset of the grader's tests):")
+    passing = 0
+    for problem in points:
+        passed, message = _run_check(problem, namespace)
+        passing += passed
+        mark = "passed" if passed else "FAILED"
+        first, *rest = message.splitlines() or [""]
+        print(f"  [{mark}] {_problem_label(problem)}, {points[problem]} points: {first}")
+        for line in rest:
+            print(f"           {line}")
+    print(f"  {passing} of {len(points)} problems pass their visible checks.")
+    print("\nModel:")
+    print("\n".join(f"  {line}" for line in "\n".join(_last_verdict).splitlines()) if _last_verdict
+          else "  not trained yet: run the training cell (after Problem 7).")
+    print("\nWritten questions (graded by hand; as last saved, so save first):")
+    unanswered = unanswered_questions(notebook)
+    if unanswered is None:
+        print("  could not find the notebook in this folder: check your answers by eye.")
+    elif unanswered:
+        print(f"  unanswered: {', '.join(unanswered)}.")
+    else:
+        print("  all answered.")

@@ -14,6 +14,9 @@ from torch import Tensor, nn
 
 DATA_PATH = Path(__file__).resolve().parent / "digits.npz"
 SPLITS = ("train", "heldout")
+# How the grader scores a trained model's held-out ELBO: the same fixed noise for every model.
+EVALUATION_DRAWS = 10
+EVALUATION_SEED = 1234
 
 
 def load_digits(split: str = "train", path: str | Path | None = None) -> tuple[Tensor, Tensor]:
@@ -58,6 +61,8 @@ def train_vae(
     `loss_fn(model, x_batch)` returns a scalar, e.g. `lambda m, x: -elbo(x, *m(x)).mean()`.
     The same seed gives the same batches and the same noise inside the model.
     `stop(steps_done)`, when given, is called after every step: training ends when it says True.
+    Training stops with FloatingPointError at the first loss that is nan or infinite (after
+    it, Adam would turn every parameter into nan).
     """
     torch.manual_seed(seed)  # the model's own draws (reparameterize) become repeatable
     generator = torch.Generator().manual_seed(seed)  # the order of the minibatches
@@ -75,6 +80,7 @@ def train_vae(
         if loss.dim() != 0:
             raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)} "
                              "(did you forget .mean()?)")
+        require_finite(loss, f"the training loss at step {step}")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -86,19 +92,54 @@ def train_vae(
     return losses
 
 
+def require_finite(value: Tensor | float, what: str) -> None:
+    """Raise FloatingPointError saying `what` when `value` holds a nan or an infinity."""
+    value = torch.as_tensor(value).detach()
+    if not torch.isfinite(value).all():
+        shown = value.item() if value.numel() == 1 else f"{(~torch.isfinite(value)).sum()} entries not finite"
+        raise FloatingPointError(f"{what} is {shown}")
+
+
+class ElboLoss:
+    """The training loss -elbo(x, *model(x), beta).mean(), keeping each step's two terms.
+
+    `reconstruction[i]` is the mean of -log p(x | z) and `kl[i]` the mean KL(q(z | x) || p(z))
+    at step i, both read off `elbo` itself (with beta = 0 it is log p(x | z) alone), so they
+    are what your elbo computes."""
+
+    def __init__(self, elbo: Callable[..., Tensor], beta: float = 1.0):
+        self.elbo, self.beta = elbo, beta
+        self.reconstruction: list[float] = []
+        self.kl: list[float] = []
+
+    def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
+        logits, mu, logvar = model(x)
+        loss = -self.elbo(x, logits, mu, logvar, beta=self.beta).mean()
+        with torch.no_grad():
+            likelihood = self.elbo(x, logits, mu, logvar, beta=0.0).mean()
+            self.reconstruction.append(-likelihood.item())
+            self.kl.append((likelihood - self.elbo(x, logits, mu, logvar, beta=1.0).mean()).item())
+        return loss
+
+
+def evaluation_noise(examples: int, z_dim: int) -> Tensor:
+    """The grader's fixed eps, of shape (EVALUATION_DRAWS, examples, z_dim)."""
+    generator = torch.Generator().manual_seed(EVALUATION_SEED)
+    return torch.randn(EVALUATION_DRAWS, examples, z_dim, generator=generator)
+
+
 @torch.no_grad()
-def heldout_elbo(
-    model: nn.Module, elbo_fn: Callable[..., Tensor], x: Tensor, *, draws: int = 10, seed: int = 0
-) -> float:
-    """Mean of `elbo_fn(x, *model(x))` over `draws` passes and all examples (nats per image)."""
-    # The model stays in train mode so that forward draws z ~ q(z | x): the ELBO is an
-    # expectation over q, and decoding z = mu (an eval-mode shortcut the pytorch/examples
-    # VAE once had, removed in its PR #419) would give a number that is not this bound.
-    model.train()
-    torch.manual_seed(seed)
-    x = x.to(next(model.parameters()).device)
-    total = sum(elbo_fn(x, *model(x)).mean().item() for _ in range(draws))
-    return total / draws
+def estimate_heldout_elbo(model: nn.Module, elbo_fn: Callable[..., Tensor], x: Tensor) -> float:
+    """The held-out ELBO as the grader computes it (nats per image): z = mu + sigma * eps for
+    its fixed noise `evaluation_noise`, the mean of `elbo_fn` in float64 over draws and images."""
+    device = next(model.parameters()).device
+    x = x.to(device)
+    mu, logvar = model.encode(x)
+    eps = evaluation_noise(len(x), mu.shape[-1]).to(device)
+    logits = model.decode(mu + torch.exp(0.5 * logvar) * eps)
+    value = elbo_fn(x.double(), logits.double(), mu.double(), logvar.double()).mean().item()
+    require_finite(value, "the held-out ELBO")
+    return value
 
 
 def _tile(images: Tensor, ncols: int, pad: float = 0.5) -> np.ndarray:
@@ -127,20 +168,36 @@ def _show_tiles(ax, canvas: np.ndarray, title: str) -> None:
     ax.set_title(title)
 
 
-def plot_losses(losses: Sequence[float]):
-    """Training loss per step, with a moving average."""
+def plot_losses(losses: Sequence[float], reconstruction: Sequence[float] = (),
+                kl: Sequence[float] = ()):
+    """Training loss per step with a moving average; with `reconstruction` and `kl` (e.g. an
+    ElboLoss's), the moving averages of the two terms too: loss = reconstruction + beta KL."""
     fig, (ax,) = _figure()
     losses = np.asarray(losses, dtype=float)
-    ax.plot(losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
+    ax.plot(losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="-ELBO per step")
     window = max(1, len(losses) // 50)
-    if len(losses) >= window:
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(np.arange(window - 1, len(losses)), smooth, color="tab:blue",
-                label=f"moving average ({window} steps)")
+    curves = [(losses, "tab:blue", "-ELBO"), (reconstruction, "tab:orange", "reconstruction: -log p(x | z)"),
+              (kl, "tab:green", "KL(q(z | x) || p(z))")]
+    for values, color, label in curves:
+        values = np.asarray(values, dtype=float)
+        if len(values) >= window:
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(np.arange(window - 1, len(values)), smooth, color=color,
+                    label=f"{label} ({window}-step average)")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per image)")
-    ax.set_title("Training loss: -ELBO")
-    ax.legend()
+    ax.set_ylabel("nats per image")
+    ax.set_title("Training loss -ELBO = reconstruction + KL")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_digits(x: Tensor, y: Tensor):
+    """The first image of each digit 0-9 in `x` (labels `y`), drawn like every later plot."""
+    labels = torch.as_tensor(y)
+    firsts = [int(torch.nonzero(labels == digit)[0]) for digit in range(10) if (labels == digit).any()]
+    fig, (ax,) = _figure(figsize=(7.0, 1.3))
+    _show_tiles(ax, _tile(x[firsts], len(firsts)), "one training image of each digit: "
+                + " ".join(str(int(labels[i])) for i in firsts))
     return fig
 
 
@@ -165,8 +222,43 @@ def plot_samples(model: nn.Module, n: int = 20):
 
 
 @torch.no_grad()
-def plot_latent_map(model: nn.Module, x: Tensor, y: Tensor):
-    """Encoded means mu of `x` in the 2-D latent space, coloured by digit label `y`."""
+def plot_beta_comparison(models: dict[str, nn.Module], x: Tensor, n: int = 10):
+    """Per model (label -> model): reconstructions of the first `n` images of `x` and `n`
+    samples from the prior, below the originals, one figure so the models compare at a glance."""
+    device = next(next(iter(models.values())).parameters()).device
+    x = x[:n].to(device)
+    rows = [("originals", x)]
+    for label, model in models.items():
+        rows.append((f"{label}: reconstructions", torch.sigmoid(model(x)[0])))
+    for label, model in models.items():
+        rows.append((f"{label}: samples from the prior", model.sample(n)))
+    fig, axes = _figure(len(rows), figsize=(1.0 + 0.6 * n, 1.2 * len(rows)))
+    for ax, (title, images) in zip(axes, rows):
+        _show_tiles(ax, _tile(images, n), title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_iwae_bounds(ks: Sequence[int], bounds: Sequence[float], elbo: float | None = None):
+    """The mean IWAE bound on held-out images against K (log scale), with the ELBO for reference."""
+    fig, (ax,) = _figure(figsize=(5.0, 3.2))
+    ax.plot(ks, bounds, marker="o", label="$\\mathcal{L}_K$")
+    if elbo is not None:
+        ax.axhline(elbo, color="gray", linestyle="--", label="ELBO (closed-form KL)")
+    ax.set_xscale("log")
+    ax.set_xticks(list(ks), [str(k) for k in ks])
+    ax.set_xlabel("K (samples inside the log)")
+    ax.set_ylabel("nats per image")
+    ax.set_title("The IWAE bound tightens as K grows")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def plot_latent_map(model: nn.Module, x: Tensor, y: Tensor, label: str = ""):
+    """Encoded means mu of `x` in the 2-D latent space, coloured by digit label `y`; `label`
+    (e.g. "beta = 4") goes into the title."""
     mu, _ = model.encode(x.to(next(model.parameters()).device))
     if mu.shape[-1] != 2:
         raise ValueError(f"plot_latent_map needs a model with z_dim = 2, got z_dim = {mu.shape[-1]}")
@@ -176,7 +268,7 @@ def plot_latent_map(model: nn.Module, x: Tensor, y: Tensor):
     fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
-    ax.set_title("Latent map: encoder means by digit")
+    ax.set_title("Latent map: encoder means by digit" + (f" ({label})" if label else ""))
     return fig
 
 
