@@ -280,6 +280,16 @@ def test_a_record_without_model_reads_as_not_trained(tmp_path):
     assert "no-models" in Tables(page.read_text()).ids
 
 
+def test_a_flagged_model_is_listed_for_review(tmp_path):
+    flagged = make_record("eve", elbo=-9.5)
+    flagged["model"]["flagged"] = True
+    page = build_report(write_grades(tmp_path / "grades.json", [make_record("ada", elbo=-20.0), flagged]),
+                        tmp_path / "out")
+    assert "flagged" in Tables(page.read_text()).ids and "review" in page.read_text() and "eve" in page.read_text()
+    unflagged = build_report(write_grades(tmp_path / "again.json", [make_record("ada", elbo=-20.0)]), tmp_path / "again")
+    assert "flagged" not in Tables(unflagged.read_text()).ids
+
+
 def _broken(document_change) -> str:
     document = outputs.json_document(class_records())
     document_change(document)
@@ -295,6 +305,8 @@ def _broken(document_change) -> str:
     (json.dumps({"format": "vae-assignment-grades", "version": 1}), "the document has no 'submissions'"),
     (_broken(lambda d: d["submissions"][3].pop("problems")), "submissions[3] has no 'problems'"),
     (_broken(lambda d: d["submissions"][0].update(score="90")), "submissions[0].score is '90'; expected a number"),
+    (_broken(lambda d: d["submissions"][0]["model"].update(flagged=False)),
+     "submissions[0].model.flagged is False; expected true (or no key)"),
     (_broken(lambda d: d["submissions"][1]["problems"]["elbo"]["tests"][1].update(status="skipped")),
      "submissions[1].problems.elbo.tests[1].status is 'skipped'; expected one of passed, failed, error"),
     (_broken(lambda d: d["submissions"][2]["problems"]["VAE"]["tests"][0].pop("mistake")),
