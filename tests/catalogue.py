@@ -146,6 +146,25 @@ _KL_MISTAKES = (
             return total
         """),
     ),
+    _mistake(
+        "kl_clamped_logvar", "gaussian_kl",
+        "log-variances clamped to [-30, 20] first, as latent-diffusion's DiagonalGaussianDistribution does",
+        _kl("""
+            logvar_q = torch.clamp(logvar_q, -30.0, 20.0)
+            logvar_p = torch.clamp(torch.as_tensor(logvar_p, dtype=logvar_q.dtype), -30.0, 20.0)
+            kl = 0.5 * (logvar_p - logvar_q
+                        + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
+            return kl.sum(dim=-1)
+        """),
+    ),
+    _mistake(
+        "kl_placeholder_zeros", "gaussian_kl",
+        "the placeholder left in: zeros of the right shape, whatever the arguments",
+        _kl("""
+            shape = torch.broadcast_shapes(mu_q.shape, logvar_q.shape)
+            return torch.zeros(shape[:-1], dtype=mu_q.dtype)
+        """),
+    ),
 )
 
 # ------------------------------------------------------------------------- reparameterize
@@ -233,6 +252,33 @@ _REPARAM_MISTAKES = (
         """),
         hint="reparam_no_gradient",
     ),
+    _mistake(
+        "reparam_noise_like_std", "reparameterize",
+        "eps = torch.randn_like(std) (pytorch/examples): eps has logvar's shape only, so a batch axis "
+        "that only mu has shares one noise",
+        _rp("""
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn_like(std)
+            return mu + eps * std
+        """),
+    ),
+    _mistake(
+        "reparam_clamped_logvar", "reparameterize",
+        "log-variance clamped to [-30, 20] before sampling, as latent-diffusion's DiagonalGaussianDistribution does",
+        _rp("""
+            logvar = torch.clamp(logvar, -30.0, 20.0)
+            mu, logvar = torch.broadcast_tensors(mu, logvar)
+            return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        """),
+    ),
+    _mistake(
+        "reparam_returns_eps", "reparameterize",
+        "returns the noise eps itself: the shift by mu and the scaling by the std are missing",
+        _rp("""
+            mu, logvar = torch.broadcast_tensors(mu, logvar)
+            return torch.randn_like(mu)
+        """),
+    ),
 )
 
 # --------------------------------------------------------------- bernoulli_log_likelihood
@@ -289,6 +335,15 @@ _BLL_MISTAKES = (
         """),
         hint="bll_logits_as_probs",
     ),
+    _mistake(
+        "bll_expand_x", "bernoulli_log_likelihood",
+        "x.expand_as(logits) before BCE-with-logits: works when logits carry the sample axis, "
+        "fails when x does",
+        _bll("""
+            target = x.expand_as(logits)
+            return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
+        """),
+    ),
 )
 
 # ------------------------------------------------------------------------------- elbo
@@ -334,6 +389,14 @@ _ELBO_MISTAKES = (
             return beta * bernoulli_log_likelihood(x, logits) - gaussian_kl(mu, logvar)
         """),
         hint="elbo_beta_on_likelihood",
+    ),
+    _mistake(
+        "elbo_kl_detached", "elbo",
+        "the KL term detached (logged as a number and subtracted): right values, no gradient to mu and logvar",
+        _elbo("""
+            kl = gaussian_kl(mu, logvar).detach()
+            return bernoulli_log_likelihood(x, logits) - beta * kl
+        """),
     ),
 )
 

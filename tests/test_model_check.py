@@ -81,7 +81,7 @@ REMEMBERS_WHAT_IT_ENCODES = REFERENCE + '''
 
 class VAE(VAE):
     def encode(self, x):
-        if not self.training:  # evaluation: keep the images
+        if not torch.is_grad_enabled():  # not training: keep the images
             self.seen = x.detach().clone()
         return super().encode(x)
 
