@@ -22,6 +22,6 @@ TOTAL_POINTS: int = sum(PROBLEM_POINTS.values())
 ELBO_MARGIN: float = 2.5
 ELBO_FLOOR_MARGIN: float = 6.0
 # A held-out ELBO more than this above the reference's is flagged for the instructor's review:
-# the best legitimate model is 1.2 nats above it, models that remember the held-out images 7.6
-# and more (benchmarks/README.md, "Calibrating the model check").
+# the best legitimate model is 1.0 nats above it, a model that reads the held-out images 18.4
+# (benchmarks/README.md, "Calibrating the model check").
 ELBO_PLAUSIBLE_MARGIN: float = 3.0

@@ -8,6 +8,7 @@ import torch
 from autograder import model_check, sandbox
 from autograder.contract import ELBO_MARGIN
 from autograder.worker_client import Limits, Student, StudentError
+from tests.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
 SHORT = {"steps": 60, "batch_size": 64, "lr": 1e-2, "seed": 3, "check_every": 20}
@@ -73,41 +74,6 @@ def test_a_training_that_failed_fails_later_tests_the_same_way_without_training_
         assert again.value is first.value and asked == [1]
     finally:
         student.close()
-
-
-# Two models that cheat the held-out evaluation: an honest VAE, plus code that serves the
-# held-out images from memory. Neither memory may reach the score.
-REMEMBERS_WHAT_IT_ENCODES = REFERENCE + '''
-
-class VAE(VAE):
-    def encode(self, x):
-        if not torch.is_grad_enabled():  # not training: keep the images
-            self.seen = x.detach().clone()
-        return super().encode(x)
-
-    def decode(self, z):
-        seen = getattr(self, "seen", None)
-        if seen is not None and z.shape[-2] == len(seen):  # the same images: give them back
-            return (60.0 * seen - 30.0).expand(*z.shape[:-1], seen.shape[-1])
-        return super().decode(z)
-'''
-
-READS_THE_HELDOUT_SPLIT = REFERENCE + '''
-
-class VAE(VAE):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        try:
-            from vae_course import load_digits
-            self.heldout = load_digits("heldout")[0]
-        except Exception:
-            self.heldout = None  # not there: stay an honest model
-
-    def decode(self, z):
-        if self.heldout is not None and z.shape[-2] == len(self.heldout):  # decoding the held-out set
-            return (60.0 * self.heldout - 30.0).expand(*z.shape[:-1], self.heldout.shape[-1])
-        return super().decode(z)
-'''
 
 
 @functools.lru_cache(maxsize=None)
