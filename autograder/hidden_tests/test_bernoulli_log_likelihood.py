@@ -40,9 +40,9 @@ def test_broadcasting_over_samples(student, data, samples):
     """logits of shape (K, batch, x_dim) against x of shape (batch, x_dim) give (K, batch), and x of shape (K, batch, x_dim) against logits of shape (batch, x_dim) too."""
     batch, x_dim = data.draw(st.integers(1, 4)), data.draw(st.integers(2, 6))
     x, logits = data.draw(binary_images((batch, x_dim))), data.draw(tensors((samples, batch, x_dim), low=-8, high=8))
+    x_k, logits_b = data.draw(binary_images((samples, batch, x_dim))), data.draw(tensors((batch, x_dim), low=-8, high=8))
     check(student, (x, logits), checked=f"x of shape {(batch, x_dim)} with logits of shape {(samples, batch, x_dim)}")
-    x, logits = data.draw(binary_images((samples, batch, x_dim))), data.draw(tensors((batch, x_dim), low=-8, high=8))
-    check(student, (x, logits), checked=f"x of shape {(samples, batch, x_dim)} with logits of shape {(batch, x_dim)}")
+    check(student, (x_k, logits_b), checked=f"x of shape {(samples, batch, x_dim)} with logits of shape {(batch, x_dim)}")
 
 
 @pytest.mark.points(2)
