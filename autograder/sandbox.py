@@ -7,9 +7,9 @@ the system libraries (/usr), the Python installation and its site-packages, and 
 project's `autograder/untrusted/` and `assignment/public/` at their usual paths, with a
 `digits.npz` that holds only the training split (the held-out images reach a worker only in
 the model check's request). The project itself (the reference, the hidden tests), other
-submissions and the grader's files are not mounted, so they do not exist inside. It also gets no network, its own PID, IPC and UTS
-namespaces (every process it starts dies with it), an unprivileged uid and a private,
-size-limited /tmp and working folder (tmpfs).
+submissions and the grader's files are not mounted, so they do not exist inside. It also
+gets no network, its own PID, IPC and UTS namespaces (every process it starts dies with it),
+an unprivileged uid and a private, size-limited /tmp and working folder (tmpfs).
 
 When the grader runs as root, bubblewrap runs without a user namespace and `setpriv` drops
 the worker to the real uid/gid 65534 (nobody) with no capabilities: so RLIMIT_NPROC, which

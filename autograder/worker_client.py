@@ -331,7 +331,8 @@ class Student:
         """`model.method(*args)` with known-good sampling (fixed `eps` when given)."""
         return self.request("model_call", handle=handle, method=method, args=list(args), eps=eps)
 
-    def trained_model(self, kwargs: dict, training: Callable[[], dict], x_heldout, eval_eps) -> tuple[int, dict]:
+    def trained_model(self, kwargs: dict, training: Callable[[], dict], x_heldout: torch.Tensor,
+                      eval_eps: torch.Tensor) -> tuple[int, dict]:
         """A model built with `kwargs` and trained with the arguments `training()` gives (asked
         only once the model is built), trained once per worker and then reused; the reply holds
         its mu and logvar on `x_heldout` and the logits for z = mu + exp(logvar / 2) * eval_eps.
@@ -371,7 +372,8 @@ class Student:
         try:
             self.timing["worker_start"] += worker.start_seconds
             timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
-            return worker.request("model_decode", timeout, 1, {"kwargs": kwargs, "weights": trained.get("weights"), "z": z})["out"]
+            request = {"kwargs": kwargs, "weights": trained.get("weights"), "z": z}
+            return worker.request("model_decode", timeout, 1, request)["out"]
         finally:
             worker.close()
 

@@ -147,8 +147,9 @@ class Server:
             )
         seconds = time.perf_counter() - started
         mu, logvar = self.evaluation_encode(model, x_heldout)
+        weights = {str(name): self.plain(value) for name, value in model.state_dict().items()}
         return {
-            "mu": self.plain(mu), "logvar": self.plain(logvar), "weights": {str(name): self.plain(value) for name, value in model.state_dict().items()},
+            "mu": self.plain(mu), "logvar": self.plain(logvar), "weights": weights,
             "steps": len(losses), "checkpoints": checkpoints,
             "final_loss": float(sum(losses[-50:]) / max(1, len(losses[-50:]))),
             "seconds": seconds,
