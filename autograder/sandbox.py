@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy
 
+from autograder import reference_cache
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 UNTRUSTED_DIR = PROJECT_ROOT / "autograder" / "untrusted"
 PUBLIC_DIR = PROJECT_ROOT / "assignment" / "public"
@@ -92,16 +94,16 @@ def read_only_paths() -> list[Path]:
     return [p for p in outer if p != Path("/usr") and Path("/usr") not in p.parents]  # /usr is bound whole
 
 
-@functools.lru_cache(maxsize=1)
 def training_digits() -> Path:
-    """A copy of the public digits.npz without the held-out split, made once per data file
-    (in the temporary folder) and bound over it in the sandbox: a submission that reads the
-    data file to look up the held-out images finds none."""
+    """A copy of the public digits.npz without the held-out split, made once per data file in
+    the grader's cache folder (looked up at every sandbox start: the folder may change) and
+    bound over it in the sandbox: a submission that reads the data file to look up the
+    held-out images finds none."""
     data = DIGITS.read_bytes()
-    folder = Path(tempfile.gettempdir()) / f"vae-assignment-{os.getuid()}"
+    folder = reference_cache.cache_folder()
     path = folder / f"digits-train-{hashlib.sha256(data).hexdigest()[:16]}.npz"
     if not path.is_file():
-        folder.mkdir(mode=0o755, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         with numpy.load(DIGITS) as digits:
             train = {name: digits[name] for name in digits.files if name.startswith("train_")}
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".digits-train-", suffix=".npz")

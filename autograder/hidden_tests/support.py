@@ -86,19 +86,13 @@ def check_gradients(student: Student, problem: str, names: tuple[str, ...], args
 
 
 def check_own_gradients(student: Student, problem: str, names: tuple[str, ...], args: tuple, kwargs: dict | None = None,
-                        *, parts=None, step: float = 1e-3) -> None:
+                        *, step: float = 1e-3) -> None:
     """The gradient of sum(problem(*args)) reaches every argument and is the derivative of the
     student's own function: along a fixed direction per argument, it matches a central
-    difference (float64 inputs). A detached term shows; a wrong value of the function or of
-    the parts it builds on is graded elsewhere (error carried forward). `parts()`, as for
-    check_composite, says when an error comes only from the student's own parts not combining."""
+    difference (float64 inputs). A detached term shows; the function's value, and those of the
+    parts it builds on, are checked by the caller (error carried forward)."""
     kwargs = kwargs or {}
-    try:
-        reply = student.call(problem, *args, grad_args=tuple(range(len(args))), **kwargs)
-    except StudentError:
-        if parts is not None and own_parts_do_not_combine(lambda *own: sum(own), *parts()):
-            return
-        raise
+    reply = student.call(problem, *args, grad_args=tuple(range(len(args))), **kwargs)
     inputs = show_inputs(names, args, kwargs)
     generator = torch.Generator().manual_seed(0)
 

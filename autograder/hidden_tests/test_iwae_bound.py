@@ -86,4 +86,5 @@ def test_gradients(student):
     # x holds grey levels, so that it stays within [0, 1] when moved a little to take a difference.
     args = tuple(torch.tensor(a, dtype=torch.float64) for a in (
         [[0.8, 0.2, 0.7]], [[[0.5, -1.0, 2.0]], [[1.0, 0.0, -1.0]]], [[[0.3, -0.2]], [[1.0, 0.5]]], [[0.1, 0.2]], [[0.0, -0.5]]))
-    check_own_gradients(student, PROBLEM, NAMES, args, parts=lambda: parts(student, args))
+    if check(student, args, checked="the bound in float64") is not None:  # None: carried forward
+        check_own_gradients(student, PROBLEM, NAMES, args)
