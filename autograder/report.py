@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, PROBLEMS
+from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN, PROBLEMS
 from autograder.outputs import FORMAT_VERSION
 
 FORMAT = "vae-assignment-grades"
@@ -81,6 +81,8 @@ def _check_record(record: object, where: str) -> None:
         for key in ("heldout_elbo", "reference_heldout_elbo"):
             if model.get(key) is not None and not _is_number(model[key]):
                 raise ReportError(f"{where}.model.{key} is {model[key]!r:.60}; expected a number or null")
+        if "flagged" in model and model["flagged"] is not True:
+            raise ReportError(f"{where}.model.flagged is {model['flagged']!r:.60}; expected true (or no key)")
 
 
 def load_grades(path: Path) -> list[dict]:
@@ -436,6 +438,10 @@ def _model_section(records: list[dict]) -> Section:
     out = ["<h2>Model problem: held-out ELBO</h2>"]
     if not models:
         return out + ['<p class="note" id="no-models">No submission has a trained model\'s held-out ELBO.</p>'], {}
+    flagged = [record["id"] for record in records if (record.get("model") or {}).get("flagged")]
+    review = [f'<p class="flagged" id="flagged">Flagged for review, a held-out ELBO more than {ELBO_PLAUSIBLE_MARGIN:g} '
+              f"nats above the reference's, which no legitimate model reaches (its held-out ELBO points wait for the review): "
+              f"{html.escape(', '.join(flagged))}.</p>"] if flagged else []
     within = sum(elbo >= ref - ELBO_MARGIN for _, elbo, ref in models)
     floor = sum(elbo >= ref - ELBO_FLOOR_MARGIN for _, elbo, ref in models)
     png = plot_model(models)
@@ -447,7 +453,7 @@ def _model_section(records: list[dict]) -> Section:
             + _td("count floor", floor) + _td("count untrained", len(records) - len(models))]),
         '<p class="note">A model\'s training stops early, at a multiple of 250 steps, once it is within '
         f"{ELBO_MARGIN:g} nats of the reference; otherwise it trains the whole budget of 1000 steps. "
-        "The reference model always trains the whole budget.</p>"], {"model.png": png}
+        "The reference model always trains the whole budget.</p>", *review], {"model.png": png}
 
 
 def _tests_section(records: list[dict]) -> Section:

@@ -4,11 +4,12 @@
 this Python in the sandbox); `wrap()` turns the worker's command into the sandboxed one. With
 bubblewrap the worker sees a new root file system holding only what it needs, read-only:
 the system libraries (/usr), the Python installation and its site-packages, and the
-project's `autograder/untrusted/` and `assignment/public/` at their usual paths. The project
-itself (the reference, the hidden tests), other submissions and the grader's files are not
-mounted, so they do not exist inside. It also gets no network, its own PID, IPC and UTS
-namespaces (every process it starts dies with it), an unprivileged uid and a private,
-size-limited /tmp and working folder (tmpfs).
+project's `autograder/untrusted/` and `assignment/public/` at their usual paths, with a
+`digits.npz` that holds only the training split (the held-out images reach a worker only in
+the model check's request). The project itself (the reference, the hidden tests), other
+submissions and the grader's files are not mounted, so they do not exist inside. It also
+gets no network, its own PID, IPC and UTS namespaces (every process it starts dies with it),
+an unprivileged uid and a private, size-limited /tmp and working folder (tmpfs).
 
 When the grader runs as root, bubblewrap runs without a user namespace and `setpriv` drops
 the worker to the real uid/gid 65534 (nobody) with no capabilities: so RLIMIT_NPROC, which
@@ -23,6 +24,7 @@ through bubblewrap.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -32,9 +34,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy
+
+from autograder import reference_cache
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 UNTRUSTED_DIR = PROJECT_ROOT / "autograder" / "untrusted"
 PUBLIC_DIR = PROJECT_ROOT / "assignment" / "public"
+DIGITS = PUBLIC_DIR / "digits.npz"
 SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
 TMPFS_BYTES = 256 * 2**20  # each of /tmp and the working folder inside the sandbox
 PROCESS_LIMIT = 512  # RLIMIT_NPROC: tasks (threads included) of the sandbox uid, or margin for one's own uid
@@ -87,6 +94,26 @@ def read_only_paths() -> list[Path]:
     return [p for p in outer if p != Path("/usr") and Path("/usr") not in p.parents]  # /usr is bound whole
 
 
+def training_digits() -> Path:
+    """A copy of the public digits.npz without the held-out split, made once per data file in
+    the grader's cache folder (looked up at every sandbox start: the folder may change) and
+    bound over it in the sandbox: a submission that reads the data file to look up the
+    held-out images finds none."""
+    data = DIGITS.read_bytes()
+    folder = reference_cache.cache_folder()
+    path = folder / f"digits-train-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        with numpy.load(DIGITS) as digits:
+            train = {name: digits[name] for name in digits.files if name.startswith("train_")}
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".digits-train-", suffix=".npz")
+        with os.fdopen(handle, "wb") as stream:
+            numpy.savez(stream, **train)
+        os.chmod(temporary, 0o644)  # the sandbox's uid reads it
+        os.replace(temporary, path)
+    return path
+
+
 def _system_arguments() -> list[str]:
     arguments = ["--ro-bind", "/usr", "/usr"]
     for name in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
@@ -137,6 +164,7 @@ def bwrap_arguments(isolation: Isolation, workdir: str) -> list[str]:
                 covered.append(secret)
     for path in (UNTRUSTED_DIR, PUBLIC_DIR):
         arguments += ["--ro-bind", str(path), str(path)]
+    arguments += ["--ro-bind", str(training_digits()), str(DIGITS)]
     for secret in covered:
         arguments += ["--remount-ro", str(secret)]
     arguments += ["--proc", "/proc", "--dev", "/dev",

@@ -96,8 +96,10 @@ def validate_record(record: object) -> dict:
         isinstance(c, dict) and set(c) == {"cell", "error"} and all(isinstance(v, str) for v in c.values())
         for c in cell_errors), "cell_errors must be a list of {cell, error} texts")
     model = record["model"]
-    _require(isinstance(model, dict) and all(v is None or type(v) in (int, float) for v in model.values()),
+    _require(isinstance(model, dict) and all(v is None or type(v) in (int, float)
+                                             for k, v in model.items() if k != "flagged"),
              "model must map names to numbers or null")
+    _require(model.get("flagged", True) is True, "model.flagged must be true when present (flagged for review)")
     checks = record.get("visible_checks", [])
     _require(isinstance(checks, list) and all(
         isinstance(c, dict) and set(c) == {"name", "passed", "output"} and isinstance(c["name"], str)

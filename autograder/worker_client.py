@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from autograder import sandbox, template_client
 from autograder.untrusted import template as untrusted_template
 from autograder.untrusted import wire
@@ -329,10 +331,15 @@ class Student:
         """`model.method(*args)` with known-good sampling (fixed `eps` when given)."""
         return self.request("model_call", handle=handle, method=method, args=list(args), eps=eps)
 
-    def trained_model(self, kwargs: dict, training: Callable[[], dict], eval_eps) -> tuple[int, dict]:
+    def trained_model(self, kwargs: dict, training: Callable[[], dict], x_heldout: torch.Tensor,
+                      eval_eps: torch.Tensor) -> tuple[int, dict]:
         """A model built with `kwargs` and trained with the arguments `training()` gives (asked
-        only once the model is built), trained once per worker and then reused. Training is
-        repeatable, so one that failed fails every later test the same way without running again."""
+        only once the model is built), trained once per worker and then reused; the reply holds
+        its mu and logvar on `x_heldout` and the logits for z = mu + exp(logvar / 2) * eval_eps.
+        The logits come from a fresh worker that never saw `x_heldout`, holding only the trained
+        weights: nothing the model kept while it was shown the held-out images can reach them.
+        Training is repeatable, so one that failed fails every later test the same way without
+        running again."""
         key = (self.generation, repr(kwargs))
         if repr(kwargs) in self.training_failures:
             raise self.training_failures[repr(kwargs)]
@@ -340,14 +347,35 @@ class Student:
             handle = self.new_model(**kwargs)
             started = time.perf_counter()
             try:
-                reply = self.request("model_train", self.limits.train_seconds, handle=handle, eval_eps=eval_eps,
-                                     **training())
+                reply = self.request("model_train", self.limits.train_seconds, handle=handle, x_heldout=x_heldout,
+                                     eval_eps=eval_eps, **training())
+                self.timing["model_training"] += time.perf_counter() - started
+                reply["logits"] = self.decoded_in_fresh_worker(kwargs, reply, eval_eps)
             except (StudentError, WorkerFailure) as failure:
                 self.training_failures[repr(kwargs)] = failure
                 raise
-            self.timing["model_training"] += time.perf_counter() - started
             self.trained = {"key": (self.generation, *key[1:]), "value": (handle, reply)}
         return self.trained["value"]
+
+    def decoded_in_fresh_worker(self, kwargs: dict, trained: dict, eval_eps: torch.Tensor) -> object:
+        """decode(mu + exp(logvar / 2) * eval_eps) by VAE(**kwargs) built anew, with the trained
+        weights, in a worker of its own (closed after), or None where mu and logvar do not fit
+        the noise (the model check then says what is wrong with their shapes)."""
+        mu, logvar = trained.get("mu"), trained.get("logvar")
+        if not (type(mu) is torch.Tensor and type(logvar) is torch.Tensor and mu.is_floating_point()
+                and logvar.is_floating_point() and mu.shape == logvar.shape == eval_eps.shape[1:]):
+            return None
+        z = (mu + torch.exp(0.5 * logvar) * eval_eps).to(mu.dtype)
+        if self.deadline - time.monotonic() <= 0:
+            raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
+        worker = Worker(self.cells, self.limits)
+        try:
+            self.timing["worker_start"] += worker.start_seconds
+            timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
+            request = {"kwargs": kwargs, "weights": trained.get("weights"), "z": z}
+            return worker.request("model_decode", timeout, 1, request)["out"]
+        finally:
+            worker.close()
 
     def take_output(self) -> str:
         return self.worker.take_output() if self.worker is not None else ""

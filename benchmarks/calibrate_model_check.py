@@ -1,6 +1,7 @@
 """Calibration of the model check's early pass: held-out ELBO at every checkpoint, per model.
 
     python -m benchmarks.calibrate_model_check --seeds 0,1 --out benchmarks/results/calibration.md
+    python -m benchmarks.calibrate_model_check --only dropout,batchnorm   # some models only
 
 Each model trains in a real sandboxed worker, as the grader trains it (known-good sampler and
 loss, the model check's budget), but never stops early: the worker reports its held-out ELBO
@@ -22,12 +23,13 @@ from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
 from autograder.grading import prepare_process
 from autograder.worker_client import Student
 from tests.catalogue import CORRECT, MISTAKES, build_source
+from tests.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 
 
 @dataclass(frozen=True)
 class Model:
     name: str
-    kind: str  # "legitimate" or "mistake"
+    kind: str  # "legitimate", "mistake" or "memorising"
     source: str
     kwargs: dict
 
@@ -42,10 +44,14 @@ def models() -> list[Model]:
     found += [Model(v.name, "mistake", build_source(v), model_check.MODEL_KWARGS)
               for v in MISTAKES if v.problem == "VAE" and v.name.startswith(("vae_blind", "vae_softplus",
                                                                             "vae_decoder", "vae_forward"))]
+    found += [Model("remembers what it encodes", "memorising", REMEMBERS_WHAT_IT_ENCODES, model_check.MODEL_KWARGS),
+              Model("reads the held-out split", "memorising", READS_THE_HELDOUT_SPLIT, model_check.MODEL_KWARGS)]
     return found
 
 
 def points(elbo: float, target: float) -> str:
+    if model_check.implausibly_good(elbo, target):
+        return "flagged"
     return "full" if elbo >= target - ELBO_MARGIN else "partial" if elbo >= target - ELBO_FLOOR_MARGIN else "none"
 
 
@@ -58,11 +64,13 @@ def train(model: Model, seed: int) -> dict:
         handle = student.request("model_new", rng_seed=1 + seed, kwargs=model.kwargs)["handle"]
         training = {**model_check.training_arguments(), "seed": seed, "stop_at": None}
         started = time.perf_counter()
-        reply = student.request("model_train", student.limits.train_seconds, handle=handle, eval_eps=eps, **training)
+        reply = student.request("model_train", student.limits.train_seconds, handle=handle, x_heldout=x, eval_eps=eps,
+                                **training)
         seconds = time.perf_counter() - started
+        logits = student.decoded_in_fresh_worker(model.kwargs, reply, eps)  # as the grader scores it
     finally:
         student.close()
-    final = model_check.heldout_elbo(reply["mu"], reply["logvar"], reply["logits"])
+    final = model_check.heldout_elbo(reply["mu"], reply["logvar"], logits)
     return {"checkpoints": dict(reply["checkpoints"]), "final": final, "seconds": seconds}
 
 
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.calibrate_model_check", description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1", help="training seeds, comma-separated (default: 0,1)")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    parser.add_argument("--only", help="comma-separated parts of model names: train only the models they name")
     args = parser.parse_args(argv)
     prepare_process()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -95,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
              "points after the whole budget | stops at step | points with the early pass | same | training s |",
              "|---" * (len(steps) + 9) + "|"]
     all_same = True
-    for model in models():
+    chosen = [m for m in models() if not args.only or any(part in m.name for part in args.only.split(","))]
+    for model in chosen:
         for seed in seeds:
             line, same = row(model, seed, train(model, seed), target, stop_at)
             all_same &= same

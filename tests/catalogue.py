@@ -146,6 +146,25 @@ _KL_MISTAKES = (
             return total
         """),
     ),
+    _mistake(
+        "kl_clamped_logvar", "gaussian_kl",
+        "log-variances clamped to [-30, 20] first, as latent-diffusion's DiagonalGaussianDistribution does",
+        _kl("""
+            logvar_q = torch.clamp(logvar_q, -30.0, 20.0)
+            logvar_p = torch.clamp(torch.as_tensor(logvar_p, dtype=logvar_q.dtype), -30.0, 20.0)
+            kl = 0.5 * (logvar_p - logvar_q
+                        + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
+            return kl.sum(dim=-1)
+        """),
+    ),
+    _mistake(
+        "kl_placeholder_zeros", "gaussian_kl",
+        "the placeholder left in: zeros of the right shape, whatever the arguments",
+        _kl("""
+            shape = torch.broadcast_shapes(mu_q.shape, logvar_q.shape)
+            return torch.zeros(shape[:-1], dtype=mu_q.dtype)
+        """),
+    ),
 )
 
 # ------------------------------------------------------------------------- reparameterize
@@ -233,6 +252,33 @@ _REPARAM_MISTAKES = (
         """),
         hint="reparam_no_gradient",
     ),
+    _mistake(
+        "reparam_noise_like_std", "reparameterize",
+        "eps = torch.randn_like(std) (pytorch/examples): eps has logvar's shape only, so a batch axis "
+        "that only mu has shares one noise",
+        _rp("""
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn_like(std)
+            return mu + eps * std
+        """),
+    ),
+    _mistake(
+        "reparam_clamped_logvar", "reparameterize",
+        "log-variance clamped to [-30, 20] before sampling, as latent-diffusion's DiagonalGaussianDistribution does",
+        _rp("""
+            logvar = torch.clamp(logvar, -30.0, 20.0)
+            mu, logvar = torch.broadcast_tensors(mu, logvar)
+            return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        """),
+    ),
+    _mistake(
+        "reparam_returns_eps", "reparameterize",
+        "returns the noise eps itself: the shift by mu and the scaling by the std are missing",
+        _rp("""
+            mu, logvar = torch.broadcast_tensors(mu, logvar)
+            return torch.randn_like(mu)
+        """),
+    ),
 )
 
 # --------------------------------------------------------------- bernoulli_log_likelihood
@@ -289,6 +335,15 @@ _BLL_MISTAKES = (
         """),
         hint="bll_logits_as_probs",
     ),
+    _mistake(
+        "bll_expand_x", "bernoulli_log_likelihood",
+        "x.expand_as(logits) before BCE-with-logits: works when logits carry the sample axis, "
+        "fails when x does",
+        _bll("""
+            target = x.expand_as(logits)
+            return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
+        """),
+    ),
 )
 
 # ------------------------------------------------------------------------------- elbo
@@ -334,6 +389,14 @@ _ELBO_MISTAKES = (
             return beta * bernoulli_log_likelihood(x, logits) - gaussian_kl(mu, logvar)
         """),
         hint="elbo_beta_on_likelihood",
+    ),
+    _mistake(
+        "elbo_kl_detached", "elbo",
+        "the KL term detached (logged as a number and subtracted): right values, no gradient to mu and logvar",
+        _elbo("""
+            kl = gaussian_kl(mu, logvar).detach()
+            return bernoulli_log_likelihood(x, logits) - beta * kl
+        """),
     ),
 )
 
@@ -894,9 +957,136 @@ _CORRECT_LAYERNORM = Variant(
     },
 )
 
+_CORRECT_DROPOUT = Variant(
+    "correct_vae_dropout", None,
+    "pytorch/examples-style VAE (fc1, fc21, fc22, fc3, fc4) with nn.Dropout(0.1) after each hidden layer",
+    {
+        "VAE": _src("""
+            class VAE(nn.Module):
+                def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
+                    super(VAE, self).__init__()
+                    self.z_dim = z_dim
+                    self.fc1 = nn.Linear(x_dim, hidden_dim)
+                    self.fc21 = nn.Linear(hidden_dim, z_dim)   # mu
+                    self.fc22 = nn.Linear(hidden_dim, z_dim)   # logvar
+                    self.fc3 = nn.Linear(z_dim, hidden_dim)
+                    self.fc4 = nn.Linear(hidden_dim, x_dim)
+                    self.dropout = nn.Dropout(0.1)
+
+                def encode(self, x):
+                    h1 = self.dropout(F.relu(self.fc1(x)))
+                    return self.fc21(h1), self.fc22(h1)
+
+                def decode(self, z):
+                    h3 = self.dropout(F.relu(self.fc3(z)))
+                    return self.fc4(h3)
+
+                def forward(self, x):
+                    mu, logvar = self.encode(x.view(-1, self.fc1.in_features))
+                    z = reparameterize(mu, logvar)
+                    return self.decode(z), mu, logvar
+
+                def sample(self, n):
+                    with torch.no_grad():
+                        z = torch.randn(n, self.z_dim, device=self.fc3.weight.device)
+                        return self.decode(z).sigmoid()
+        """),
+    },
+)
+
+_CORRECT_BATCHNORM = Variant(
+    "correct_vae_batchnorm", None,
+    "VAE with BatchNorm1d and LeakyReLU in both towers; decode flattens the leading dims for "
+    "batch norm and restores them",
+    {
+        "VAE": _src("""
+            def block(n_in, n_out):
+                return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.LeakyReLU(0.2)]
+
+
+            class VAE(nn.Module):
+                def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
+                    super().__init__()
+                    self.z_dim, self.x_dim = z_dim, x_dim
+                    self.encoder = nn.Sequential(*block(x_dim, hidden_dim), *block(hidden_dim, hidden_dim))
+                    self.mu_head = nn.Linear(hidden_dim, z_dim)
+                    self.logvar_head = nn.Linear(hidden_dim, z_dim)
+                    self.decoder = nn.Sequential(*block(z_dim, hidden_dim), *block(hidden_dim, hidden_dim),
+                                                 nn.Linear(hidden_dim, x_dim))
+
+                def encode(self, x):
+                    h = self.encoder(x)
+                    return self.mu_head(h), self.logvar_head(h)
+
+                def decode(self, z):
+                    flat = z.reshape(-1, self.z_dim)       # BatchNorm1d wants (N, C)
+                    return self.decoder(flat).reshape(*z.shape[:-1], self.x_dim)
+
+                def forward(self, x):
+                    q_mu, q_logvar = self.encode(x)
+                    x_logits = self.decode(reparameterize(q_mu, q_logvar))
+                    return x_logits, q_mu, q_logvar
+
+                def sample(self, n):
+                    was_training = self.training
+                    self.eval()                             # batch norm: running statistics
+                    with torch.no_grad():
+                        probs = torch.sigmoid(self.decode(torch.randn(n, self.z_dim)))
+                    self.train(was_training)
+                    return probs
+        """),
+    },
+)
+
+_CORRECT_CONV_SQUARE = Variant(
+    "correct_vae_conv_square", None,
+    "convolutional encoder and transposed-conv decoder on side x side images; refuses an x_dim "
+    "that is not a square",
+    {
+        "VAE": _src("""
+            class VAE(nn.Module):
+                def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
+                    super().__init__()
+                    side = int(round(math.sqrt(x_dim)))
+                    assert side * side == x_dim, f"x_dim must be a square number, got {x_dim}"
+                    self.side, self.half, self.z_dim = side, (side + 1) // 2, z_dim
+                    self.enc = nn.Sequential(
+                        nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),      # side -> half
+                        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(16 * self.half ** 2, hidden_dim), nn.ReLU(),
+                        nn.Linear(hidden_dim, 2 * z_dim),
+                    )
+                    self.dec_fc = nn.Sequential(nn.Linear(z_dim, hidden_dim), nn.ReLU(),
+                                                nn.Linear(hidden_dim, 16 * self.half ** 2), nn.ReLU())
+                    self.dec_conv = nn.Sequential(
+                        nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1), nn.ReLU(),  # half -> 2 * half
+                        nn.Conv2d(8, 1, 3, padding=1),
+                    )
+
+                def encode(self, x):
+                    out = self.enc(x.view(-1, 1, self.side, self.side))
+                    return out[:, :self.z_dim], out[:, self.z_dim:]
+
+                def decode(self, z):
+                    h = self.dec_fc(z.reshape(-1, self.z_dim)).view(-1, 16, self.half, self.half)
+                    img = self.dec_conv(h)[:, :, :self.side, :self.side]
+                    return img.reshape(*z.shape[:-1], self.side * self.side)
+
+                def forward(self, x):
+                    mu, logvar = self.encode(x)
+                    z = reparameterize(mu, logvar)
+                    return self.decode(z), mu, logvar
+
+                def sample(self, n):
+                    with torch.no_grad():
+                        return self.decode(torch.randn(n, self.z_dim)).sigmoid()
+        """),
+    },
+)
+
 CORRECT: tuple[Variant, ...] = (
     _CORRECT_DISTRIBUTIONS, _CORRECT_FLOAT64, _CORRECT_ALGEBRA, _CORRECT_ELU, _CORRECT_CONV,
-    _CORRECT_CHATTY, _CORRECT_LAYERNORM,
+    _CORRECT_CHATTY, _CORRECT_LAYERNORM, _CORRECT_DROPOUT, _CORRECT_BATCHNORM, _CORRECT_CONV_SQUARE,
 )
 ALL: tuple[Variant, ...] = MISTAKES + CORRECT
 

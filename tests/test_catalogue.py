@@ -79,11 +79,14 @@ def _probes() -> dict[str, list[tuple[tuple, dict]]]:
             ((randn(2, 4, 3, dtype=f64), randn(2, 4, 3, dtype=f64)),
              {"mu_p": randn(4, 3, dtype=f64), "logvar_p": randn(4, 3, dtype=f64)}),
             ((randn(2, 4, 3), randn(2, 4, 3)), {"mu_p": 1.0, "logvar_p": 0.7}),
+            ((randn(2, 3), torch.tensor([[-35.0, 25.0, 0.5], [12.0, -20.0, -6.0]])),   # wide log-variances
+             {"mu_p": randn(2, 3), "logvar_p": torch.tensor([[-30.0, 20.0, -6.0], [25.0, -35.0, 8.0]])}),
         ],
         "bernoulli_log_likelihood": [
             ((bits(6, 5), randn(6, 5, scale=3.0)), {}),
             ((torch.rand(6, 5, generator=g, dtype=f64), randn(6, 5, dtype=f64, scale=3.0)), {}),
             ((bits(4, 5), randn(3, 4, 5, scale=3.0)), {}),            # (K, B, D) against (B, D)
+            ((bits(3, 4, 5), randn(4, 5, scale=3.0)), {}),            # x carries the sample axis
             ((torch.tensor([[1.0, 0.0, 1.0, 0.0]]), torch.tensor([[-500.0, 500.0, 60.0, -60.0]])),
              {}),
             ((torch.tensor([[1.0, 0.0]], dtype=f64), torch.tensor([[-1000.0, 1000.0]], dtype=f64)),
@@ -227,7 +230,10 @@ def test_deterministic_mistake_differs_from_reference(variant):
         disagreement(call(ref, args, kwargs), sub, args, kwargs)
         for args, kwargs in PROBES[variant.problem]
     ]
-    assert any(reasons), f"{variant.name} agrees with the reference on every probe"
+    if not any(reasons):  # right values everywhere: then the gradients must differ (a detached term)
+        reasons = [gradient_disagreement(ref, sub, args, kwargs)
+                   for args, kwargs in PROBES[variant.problem] if args[0].dtype == torch.float64]
+    assert any(reasons), f"{variant.name} agrees with the reference on every probe, in value and gradient"
 
 
 @pytest.mark.parametrize("variant", DETERMINISTIC_MISTAKES, ids=ids(DETERMINISTIC_MISTAKES))
@@ -274,6 +280,13 @@ def reparameterize_violations(fn) -> list[str]:
             found.append("dz/dmu != 1")
         if grad_logvar is None or not torch.allclose(grad_logvar, expected, atol=1e-5):
             found.append("dz/dlogvar wrong")
+    for mu, logvar in ((torch.zeros(3), torch.zeros(20000, 3)), (torch.zeros(20000, 3), torch.zeros(3))):
+        z = fn(mu, logvar)
+        if z.shape != (20000, 3) or torch.equal(z[0], z[1]):
+            found.append("noise not of the broadcast shape")
+    z = fn(torch.zeros(20000, 2), torch.tensor([-35.0, 25.0]))
+    if not torch.allclose(z.std(0).double(), torch.tensor([-17.5, 12.5], dtype=torch.float64).exp(), rtol=0.05):
+        found.append(f"std {z.std(0)} at log-variances -35 and 25")
     first = (torch.manual_seed(7), fn(torch.zeros(4, 2), torch.zeros(4, 2)))[1]
     second = (torch.manual_seed(7), fn(torch.zeros(4, 2), torch.zeros(4, 2)))[1]
     if not torch.equal(first, second):
@@ -369,6 +382,16 @@ def _grads(fn, args, kwargs):
     return torch.autograd.grad(fn(*args, **kwargs).sum(), leaves, allow_unused=True)
 
 
+def gradient_disagreement(ref, fn, args, kwargs) -> bool:
+    """True when fn's gradients are not the reference's on these inputs."""
+    try:
+        got = _grads(fn, args, kwargs)
+    except RuntimeError:  # no graph at all
+        return True
+    return any(w is not None and (g is None or not torch.allclose(g, w, atol=1e-8))
+               for w, g in zip(_grads(ref, args, kwargs), got))
+
+
 @pytest.mark.parametrize("variant", CORRECT, ids=ids(CORRECT))
 def test_correct_gradients_agree_with_reference(variant):
     ref, sub = module(None), module(variant)
@@ -390,7 +413,7 @@ def test_correct_reparameterize_keeps_the_contract(variant):
 
 
 @pytest.mark.parametrize("variant", [None, *CORRECT], ids=["reference", *ids(CORRECT)])
-@pytest.mark.parametrize("dims", [(64, 2, 32), (10, 3, 16)])
+@pytest.mark.parametrize("dims", [(64, 2, 32), (16, 3, 16)])  # square x_dims (side x side images)
 def test_correct_vae_keeps_the_contract(variant, dims):
     x_dim, z_dim, hidden_dim = dims
     assert vae_violations(module(variant), x_dim, z_dim, hidden_dim) == []

@@ -1,11 +1,14 @@
 """The model check's early pass: a checked run is the unchecked run, cut at a checkpoint."""
+import functools
 from pathlib import Path
 
 import pytest
+import torch
 
-from autograder import model_check
+from autograder import model_check, sandbox
 from autograder.contract import ELBO_MARGIN
 from autograder.worker_client import Limits, Student, StudentError
+from tests.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
 SHORT = {"steps": 60, "batch_size": 64, "lr": 1e-2, "seed": 3, "check_every": 20}
@@ -19,10 +22,12 @@ def student():
 
 
 def train(student: Student, stop_at: float | None) -> dict:
+    """The trained model's mu and logvar, and its logits decoded in a fresh worker."""
     x = model_check.heldout_data()
+    eps = model_check.evaluation_noise(len(x), 2)
     handle = student.request("model_new", rng_seed=5, kwargs=model_check.MODEL_KWARGS)["handle"]
-    return student.request("model_train", 60, handle=handle, eval_eps=model_check.evaluation_noise(len(x), 2),
-                           stop_at=stop_at, **SHORT)
+    reply = student.request("model_train", 60, handle=handle, x_heldout=x, eval_eps=eps, stop_at=stop_at, **SHORT)
+    return {**reply, "logits": student.decoded_in_fresh_worker(model_check.MODEL_KWARGS, reply, eps)}
 
 
 def test_a_run_that_stops_at_a_checkpoint_is_the_unchecked_run_cut_there(student):
@@ -62,10 +67,40 @@ def test_a_training_that_failed_fails_later_tests_the_same_way_without_training_
         asked = []
         training = lambda: asked.append(1) or {**SHORT, "stop_at": None}  # noqa: E731
         with pytest.raises(StudentError, match="decode takes a batch of z only") as first:
-            student.trained_model(model_check.MODEL_KWARGS, training, eps)  # at the evaluation after training
+            student.trained_model(model_check.MODEL_KWARGS, training, x, eps)  # at the evaluation after training
         student.begin_test()
         with pytest.raises(StudentError) as again:
-            student.trained_model(model_check.MODEL_KWARGS, training, eps)
+            student.trained_model(model_check.MODEL_KWARGS, training, x, eps)
         assert again.value is first.value and asked == [1]
     finally:
         student.close()
+
+
+@functools.lru_cache(maxsize=None)
+def trained_elbos(source: str) -> tuple[float, float]:
+    """The held-out ELBO as graded (decoded in a fresh worker), and as it would be were the
+    logits decoded by the model that encoded the held-out images."""
+    student = Student([("vae.py", source)], Limits(submission_seconds=120))
+    try:
+        x = model_check.heldout_data()
+        eps = model_check.evaluation_noise(len(x), 2)
+        handle, reply = student.trained_model(model_check.MODEL_KWARGS, lambda: {**SHORT, "stop_at": None}, x, eps)
+        same_worker = student.model_call(handle, "decode", reply["mu"] + torch.exp(0.5 * reply["logvar"]) * eps)["out"]
+        return (model_check.heldout_elbo(reply["mu"], reply["logvar"], reply["logits"]),
+                model_check.heldout_elbo(reply["mu"], reply["logvar"], same_worker))
+    finally:
+        student.close()
+
+
+def test_a_model_that_remembers_the_heldout_images_is_scored_as_its_honest_twin():
+    graded, from_memory = trained_elbos(REMEMBERS_WHAT_IT_ENCODES)
+    assert graded == trained_elbos(REFERENCE)[0]
+    assert model_check.implausibly_good(from_memory, model_check.reference_heldout_elbo())  # what it would get
+
+
+def test_a_model_that_reads_the_heldout_split_is_scored_as_its_honest_twin_or_flagged():
+    graded, _ = trained_elbos(READS_THE_HELDOUT_SPLIT)
+    if sandbox.detect().sandboxed:  # the sandbox's data file has no held-out split
+        assert graded == trained_elbos(REFERENCE)[0]
+    else:  # without it the file can be read: the score is flagged for review instead
+        assert model_check.implausibly_good(graded, model_check.reference_heldout_elbo())

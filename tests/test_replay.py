@@ -52,7 +52,7 @@ def test_replay_gives_the_records_of_hypothesis(tmp_path, name):
     cells = read_cells(path)
     replayed, generated = records(cells, use_replay=True), records(cells, use_replay=False)
     assert replayed == generated
-    assert len(generated) == 31  # every test but the model's 7
+    assert len(generated) == 34  # every test but the model's 7
     assert not any("unknown problem" in r["message"] for r in generated)  # the grader's own error
     if name == "kl_missing_half":  # a wrong gradient is reported as one
         (gradients,) = [r for r in generated if r["problem"] == "gaussian_kl" and r["name"] == "test_gradients"]

@@ -268,7 +268,7 @@ def test_a_class_without_mistakes_or_errors(tmp_path):
     page = build_report(write_grades(tmp_path / "grades.json", records), tmp_path / "out")
     report = Tables(page.read_text())
     check_against_json(report, records)
-    assert {"no-mistakes", "all-graded"} <= report.ids
+    assert {"no-mistakes", "all-graded"} <= report.ids and "flagged" not in report.ids
     assert not (tmp_path / "out" / "mistakes.png").exists()
 
 
@@ -278,6 +278,14 @@ def test_a_record_without_model_reads_as_not_trained(tmp_path):
     del record["model"]
     page = build_report(write_grades(tmp_path / "grades.json", [record]), tmp_path / "out")
     assert "no-models" in Tables(page.read_text()).ids
+
+
+def test_a_flagged_model_is_listed_for_review(tmp_path):
+    flagged = make_record("eve", elbo=-9.5)
+    flagged["model"]["flagged"] = True
+    page = build_report(write_grades(tmp_path / "grades.json", [make_record("ada", elbo=-20.0), flagged]),
+                        tmp_path / "out")
+    assert "flagged" in Tables(page.read_text()).ids and "review" in page.read_text() and "eve" in page.read_text()
 
 
 def _broken(document_change) -> str:
@@ -295,6 +303,8 @@ def _broken(document_change) -> str:
     (json.dumps({"format": "vae-assignment-grades", "version": 1}), "the document has no 'submissions'"),
     (_broken(lambda d: d["submissions"][3].pop("problems")), "submissions[3] has no 'problems'"),
     (_broken(lambda d: d["submissions"][0].update(score="90")), "submissions[0].score is '90'; expected a number"),
+    (_broken(lambda d: d["submissions"][0]["model"].update(flagged=False)),
+     "submissions[0].model.flagged is False; expected true (or no key)"),
     (_broken(lambda d: d["submissions"][1]["problems"]["elbo"]["tests"][1].update(status="skipped")),
      "submissions[1].problems.elbo.tests[1].status is 'skipped'; expected one of passed, failed, error"),
     (_broken(lambda d: d["submissions"][2]["problems"]["VAE"]["tests"][0].pop("mistake")),

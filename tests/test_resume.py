@@ -90,6 +90,10 @@ def test_validate_record_says_what_is_wrong():
         validate_record({"id": "ada"})
     with pytest.raises(InvalidRecord, match="plain JSON"):
         validate_record({**make_record(), "model": {("not", "text"): None}})
+    flagged = {**make_record(), "model": {**make_record()["model"], "flagged": True}}
+    assert validate_record(flagged) == flagged
+    with pytest.raises(InvalidRecord, match="flagged must be true"):
+        validate_record({**make_record(), "model": {**make_record()["model"], "flagged": False}})
 
 
 def test_the_grader_version_covers_what_decides_a_record_and_nothing_else():

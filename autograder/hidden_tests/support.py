@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -82,6 +83,40 @@ def check_gradients(student: Student, problem: str, names: tuple[str, ...], args
                           "no gradient reaches this argument: is it detached, or replaced by a new tensor?")
         # A gradient is not an output: the catalogue of wrong outputs says nothing about it.
         expect_close(got, want, checked=checked, problem=None, names=names, args=args)
+
+
+def check_own_gradients(student: Student, problem: str, names: tuple[str, ...], args: tuple, kwargs: dict | None = None,
+                        *, step: float = 1e-3) -> None:
+    """The gradient of sum(problem(*args)) reaches every argument and is the derivative of the
+    student's own function: along a fixed direction per argument, it matches a central
+    difference (float64 inputs). A detached term shows; the function's value, and those of the
+    parts it builds on, are checked by the caller (error carried forward)."""
+    kwargs = kwargs or {}
+    reply = student.call(problem, *args, grad_args=tuple(range(len(args))), **kwargs)
+    inputs = show_inputs(names, args, kwargs)
+    generator = torch.Generator().manual_seed(0)
+
+    def total(shifted: tuple) -> float:
+        out = student.call(problem, *shifted, **kwargs)["out"]
+        return float(expect_tensor(out, problem, inputs).double().sum())
+
+    at_args = total(args)
+    for index, (name, grad) in enumerate(zip(names, reply.get("grads") or [None] * len(args))):
+        direction = torch.randn(args[index].shape, generator=generator, dtype=torch.float64)
+        ahead, behind = (total(tuple(a + sign * step * direction if i == index else a for i, a in enumerate(args)))
+                         for sign in (1, -1))
+        numeric = (ahead - behind) / (2 * step)
+        if not math.isfinite(numeric) or abs((ahead - at_args) - (at_args - behind)) / step > 0.1 * (1 + abs(numeric)):
+            continue  # not finite, or not smooth here (a clamp, a max): the value tests judge such functions
+        if grad is None:  # right only where the function does not depend on this argument
+            analytic, hint = 0.0, "no gradient reaches this argument: is a term detached, or computed outside torch?"
+        else:
+            analytic = float((grad.double() * direction).sum()) if grad.shape == args[index].shape else math.nan
+            hint = "part of the result does not pass its gradient back: a .detach(), .item(), .data or numpy?"
+        if not abs(analytic - numeric) <= 1e-3 + 1e-2 * abs(numeric):
+            raise failure(f"the gradient of {problem}(...).sum() with respect to `{name}`, along a fixed direction d "
+                          "(autograd against a central difference of your function)", inputs,
+                          f"{numeric:.6g} (the change of your function's sum along d)", f"{analytic:.6g}", hint)
 
 
 def check_dtype_follows(student: Student, problem: str, args: tuple, dtype: torch.dtype, names: tuple[str, ...]) -> torch.Tensor:

@@ -10,23 +10,35 @@ import pytest
 import torch
 
 from autograder import model_check
-from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
+from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN
 from autograder.feedback import failure
 from autograder.mistakes import MISTAKES
 
 HINTS = {m.code: m for m in MISTAKES if m.problem == "VAE"}
-SIZES = [{"x_dim": 64, "z_dim": 2, "hidden_dim": 256}, {"x_dim": 12, "z_dim": 3, "hidden_dim": 16},
-         {"x_dim": 20, "z_dim": 5, "hidden_dim": 8}]
+SEED = 2024  # torch's random state at the start of requests that must draw the same numbers
+# Square x_dims only (side x side images, ASSIGNMENT_SPEC.md Problem 7): a conv net may refuse others.
+SIZES = [{"x_dim": 64, "z_dim": 2, "hidden_dim": 256}, {"x_dim": 16, "z_dim": 3, "hidden_dim": 16},
+         {"x_dim": 36, "z_dim": 5, "hidden_dim": 8}]
+MODES = {True: "training mode", False: "evaluation mode"}
 
 
 def inputs(rows: int, x_dim: int) -> torch.Tensor:
-    return (torch.arange(rows * x_dim).reshape(rows, x_dim) % 3 == 0).float()
+    """Binary images whose rows differ (no x_dim used is a multiple of 7)."""
+    return (torch.arange(rows * x_dim).reshape(rows, x_dim) % 7 == 0).float()
 
 
 def expect_shape(value, shape, checked, kwargs, hint=None, mistake=None):
     if type(value) is not torch.Tensor or tuple(value.shape) != tuple(shape):
         raise failure(checked, f"VAE({', '.join(f'{k}={v}' for k, v in kwargs.items())})",
                       f"a tensor of shape {tuple(shape)}", value, hint, mistake)
+
+
+def expect_rows_differ(value, checked, kwargs, inputs_differ="inputs"):
+    """A method that ignores its input gives every row the same output: no points for that."""
+    if len(value) > 1 and torch.equal(value, value[:1].expand_as(value)):
+        raise failure(checked, f"VAE({', '.join(f'{k}={v}' for k, v in kwargs.items())}) and different {inputs_differ}",
+                      "different outputs for different inputs", value,
+                      "the output must be computed from the input, not a constant or a placeholder.")
 
 
 def outputs(reply, count, method):
@@ -44,6 +56,7 @@ def test_constructor_and_encode(student):
         mu, logvar = outputs(student.model_call(model, "encode", inputs(7, kwargs["x_dim"])), 2, "encode(x)")
         for name, value in (("mu", mu), ("logvar", logvar)):
             expect_shape(value, (7, kwargs["z_dim"]), f"the shape of {name} from encode(x) with x of shape (7, {kwargs['x_dim']})", kwargs)
+        expect_rows_differ(torch.cat([mu, logvar], -1)[:3], "that encode(x) depends on x", kwargs, "rows of x")
 
 
 @pytest.mark.points(3)
@@ -56,26 +69,32 @@ def test_decode_keeps_leading_dimensions(student):
             logits = student.model_call(model, "decode", z)["out"]
             expect_shape(logits, (*lead, kwargs["x_dim"]), f"the shape of decode(z) for z of shape {tuple(z.shape)}",
                          kwargs, mistake=HINTS["vae_decode_drops_leading_dims"] if len(lead) == 2 else None)
+            expect_rows_differ(logits.reshape(-1, kwargs["x_dim"]), "that decode(z) depends on z", kwargs, "rows of z")
 
 
 @pytest.mark.points(4)
 def test_forward_is_encode_reparameterize_decode(student):
-    """forward(x) returns (logits, mu, logvar) = (decode(mu + exp(logvar / 2) * eps), *encode(x)) with z from reparameterize."""
+    """forward(x) returns (logits, mu, logvar) = (decode(mu + exp(logvar / 2) * eps), *encode(x)) with z from reparameterize, in training and in evaluation mode."""
     kwargs = SIZES[1]
     model, x = student.new_model(**kwargs), inputs(6, kwargs["x_dim"])
     eps = torch.linspace(-1.5, 1.5, 6 * kwargs["z_dim"]).reshape(6, kwargs["z_dim"])
-    reply = student.model_call(model, "forward", x, eps=eps)
-    logits, mu, logvar = outputs(reply, 3, "forward(x)")
-    if not reply["reparameterize_called"]:
-        raise failure("that forward(x) draws z with `reparameterize(mu, logvar)`", "x of shape (6, 12)",
-                      "a call to reparameterize", "no call", mistake=HINTS["vae_forward_no_sampling"])
-    mu_e, logvar_e = outputs(student.model_call(model, "encode", x), 2, "encode(x)")
-    expected = student.model_call(model, "decode", mu_e + torch.exp(0.5 * logvar_e) * eps)["out"]
-    for name, got, want in (("mu", mu, mu_e), ("logvar", logvar, logvar_e), ("logits", logits, expected)):
-        if type(got) is not torch.Tensor or got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
-            raise failure(f"that forward(x)'s {name} equals the one from encode -> reparameterize -> decode",
-                          "x of shape (6, 12) and fixed noise eps", want, got,
-                          "forward must return (logits, mu, logvar) in this order, with z = reparameterize(mu, logvar).")
+    for training, mode in MODES.items():
+        # Both requests start from the same random state, so a model with dropout draws the same
+        # masks in forward as in encode-then-decode.
+        reply = student.request("model_call", rng_seed=SEED, handle=model, method="forward", args=[x], eps=eps,
+                                training=training)
+        logits, mu, logvar = outputs(reply, 3, "forward(x)")
+        if not reply["reparameterize_called"]:
+            raise failure("that forward(x) draws z with `reparameterize(mu, logvar)`", f"x of shape (6, 16), {mode}",
+                          "a call to reparameterize", "no call", mistake=HINTS["vae_forward_no_sampling"])
+        composed = student.request("model_composed", rng_seed=SEED, handle=model, x=x, eps=eps, training=training)
+        expected_logits, mu_e, logvar_e = outputs(composed, 3, "encode(x) then decode(z)")
+        for name, got, want in (("mu", mu, mu_e), ("logvar", logvar, logvar_e), ("logits", logits, expected_logits)):
+            if type(got) is not torch.Tensor or type(want) is not torch.Tensor or got.shape != want.shape \
+                    or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+                raise failure(f"that forward(x)'s {name} equals the one from encode -> reparameterize -> decode",
+                              f"x of shape (6, 16) and fixed noise eps, {mode}, the same random state for both", want, got,
+                              "forward must return (logits, mu, logvar) in this order, with z = reparameterize(mu, logvar).")
 
 
 @pytest.mark.points(3)
@@ -91,14 +110,14 @@ def test_gradients_reach_encoder_and_decoder(student):
     for part, mask in (("encoder", encoder & ~decoder), ("decoder", decoder)):
         if not (reconstruction & mask).any():
             raise failure(f"that the gradient of log p(x | z) reaches the {part}'s parameters",
-                          "x of shape (6, 12)", "non-zero gradients", "none",
+                          "x of shape (6, 16)", "non-zero gradients", "none",
                           "is something detached (mu, logvar or z), or computed outside torch?")
 
 
 def trained(student):
     x = model_check.heldout_data()
     eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
-    return student.trained_model(model_check.MODEL_KWARGS, model_check.training_arguments, eps)
+    return student.trained_model(model_check.MODEL_KWARGS, model_check.training_arguments, x, eps)
 
 
 @pytest.mark.points(4)
@@ -129,6 +148,13 @@ def check_heldout_elbo(student, margin):
     steps = reply.get("steps") if type(reply.get("steps")) is int else None  # the worker's word only
     student.facts.update(heldout_elbo=round(got, 4) if math.isfinite(got) else None,
                          reference_heldout_elbo=round(target, 4), training_steps=steps)
+    if model_check.implausibly_good(got, target):
+        student.facts.update(flagged=True)
+        raise failure("that the held-out ELBO is one a VAE can reach in this budget",
+                      "the 297 held-out digits", f"at most {target + ELBO_PLAUSIBLE_MARGIN:.2f} nats "
+                      f"(reference {target:.2f}; no legitimate model comes within 2 nats of this)", f"{got:.2f} nats",
+                      "flagged for the instructor's review: these points wait for it. A model that remembers the images "
+                      "it was shown, or reads the held-out split, earns none.")
     if not got >= target - margin:  # also fails for nan
         mistake = None
         if reply["logits"].min() >= 0 and reply["logits"].max() <= 1:

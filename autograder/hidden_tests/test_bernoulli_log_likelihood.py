@@ -37,10 +37,12 @@ def test_pixel_values_between_zero_and_one(student, data):
 @pytest.mark.points(2)
 @given(data=st.data(), samples=st.integers(2, 4))
 def test_broadcasting_over_samples(student, data, samples):
-    """logits of shape (K, batch, x_dim) against x of shape (batch, x_dim) give (K, batch)."""
+    """logits of shape (K, batch, x_dim) against x of shape (batch, x_dim) give (K, batch), and x of shape (K, batch, x_dim) against logits of shape (batch, x_dim) too."""
     batch, x_dim = data.draw(st.integers(1, 4)), data.draw(st.integers(2, 6))
     x, logits = data.draw(binary_images((batch, x_dim))), data.draw(tensors((samples, batch, x_dim), low=-8, high=8))
+    x_k, logits_b = data.draw(binary_images((samples, batch, x_dim))), data.draw(tensors((batch, x_dim), low=-8, high=8))
     check(student, (x, logits), checked=f"x of shape {(batch, x_dim)} with logits of shape {(samples, batch, x_dim)}")
+    check(student, (x_k, logits_b), checked=f"x of shape {(samples, batch, x_dim)} with logits of shape {(batch, x_dim)}")
 
 
 @pytest.mark.points(2)
@@ -53,9 +55,9 @@ def test_extreme_logits(student):
 
 @pytest.mark.points(1)
 def test_float64_and_gradient(student):
-    """float64 in, float64 out; the gradient with respect to the logits is x - sigmoid(logits)."""
+    """float64 in, float64 out; the gradients are x - sigmoid(logits) for the logits and the logits for x."""
     x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.5, 1.0]], dtype=torch.float64)
     logits = torch.tensor([[0.3, -2.0, 4.0], [1.0, 0.0, -3.0]], dtype=torch.float64)
     check_dtype_follows(student, PROBLEM, (x, logits), torch.float64, NAMES)
     check(student, (x, logits), checked="log p(x | z) in float64")
-    check_gradients(student, PROBLEM, NAMES, (x, logits), (1,), reference=reference.bernoulli_log_likelihood)
+    check_gradients(student, PROBLEM, NAMES, (x, logits), (0, 1), reference=reference.bernoulli_log_likelihood)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autograder.hidden_tests.strategies import binary_images, gaussians, tensors
-from autograder.hidden_tests.support import check_composite, expect_dtype, versions
+from autograder.hidden_tests.support import check_composite, check_own_gradients, expect_dtype, versions
 from solutions import vae as reference
 
 PROBLEM = "elbo"
@@ -40,7 +40,7 @@ def check(student, args, beta, *, checked):
                            parts=lambda: parts(student, args))
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 @given(args=elbo_inputs())
 def test_values(student, args):
     """log p(x | z) - KL(q || N(0, I)) per example, with beta = 1."""
@@ -61,10 +61,23 @@ def test_no_reduction(student, args):
     check(student, args, 1.0, checked="the result keeps every batch axis (no mean or sum over examples)")
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 @given(args=elbo_inputs(dtype=torch.float64))
 def test_float64(student, args):
     """float64 inputs give a float64 result at float64 precision."""
     got = check(student, args, 1.0, checked="elbo in float64 (tolerance 1e-7)")
     if got is not None:  # None: an error carried forward from the student's own parts
         expect_dtype(got, PROBLEM, args, torch.float64, NAMES)
+
+
+@pytest.mark.points(2)
+def test_gradients(student):
+    """Gradients reach x, logits, mu and logvar and are the derivatives of the elbo computed (no detached term)."""
+    # Grey levels, so that x stays within [0, 1] when it is moved a little to take a difference.
+    x = torch.tensor([[0.8, 0.2, 0.7, 0.8], [0.3, 0.2, 0.6, 0.2], [0.8, 0.7, 0.3, 0.2]], dtype=torch.float64)
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.1], [1.5, 0.3, -0.7, -2.0], [0.0, 1.0, -1.0, 3.0]], dtype=torch.float64)
+    mu = torch.tensor([[0.5, -1.0], [1.2, 0.4], [-0.3, 2.0]], dtype=torch.float64)
+    logvar = torch.tensor([[0.2, -0.8], [1.0, -1.5], [0.5, 0.7]], dtype=torch.float64)
+    args = (x, logits, mu, logvar)
+    if check(student, args, 1.0, checked="elbo(x, logits, mu, logvar) in float64") is not None:  # None: carried forward
+        check_own_gradients(student, PROBLEM, NAMES, args, {"beta": 1.0})

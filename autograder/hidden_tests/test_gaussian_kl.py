@@ -17,7 +17,7 @@ def check(student, args, kwargs=None, *, checked):
     return check_value(student, PROBLEM, NAMES, args, kwargs, checked=checked, reference=reference.gaussian_kl)
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 @given(q=gaussians())
 def test_standard_normal_prior(student, q):
     """KL(q || N(0, I)) with the default prior matches the closed form."""
@@ -51,13 +51,14 @@ def test_float64(student, q):
 @pytest.mark.points(3)
 @given(data=st.data())
 def test_broadcasting(student, data):
-    """Arguments of different shapes broadcast; the result drops only the last dimension."""
+    """Arguments of different shapes broadcast, whichever carries the batch axes; the result drops only the last dimension."""
     batch, z_dim = data.draw(st.integers(2, 4)), data.draw(st.integers(1, 3))
-    mu_q = data.draw(tensors((3, batch, z_dim)))
-    logvar_q = data.draw(tensors((batch, z_dim)))
-    mu_p, logvar_p = data.draw(tensors((z_dim,))), data.draw(tensors((1, z_dim)))
-    check(student, (mu_q, logvar_q, mu_p, logvar_p),
-          checked=f"broadcasting shapes {(3, batch, z_dim)}, {(batch, z_dim)}, {(z_dim,)}, {(1, z_dim)} to a ({3}, {batch}) result")
+    shapes = [((3, batch, z_dim), (batch, z_dim), (z_dim,), (1, z_dim)),  # q carries the batch axes
+              ((z_dim,), (3, batch, z_dim), (batch, z_dim), (z_dim,)),  # logvar_q and the prior do
+              ((batch, z_dim), (z_dim,), (3, batch, z_dim), (3, 1, z_dim))]  # the prior does
+    cases = [(shape, tuple(data.draw(tensors(s)) for s in shape)) for shape in shapes]  # every draw before a call
+    for shape, args in cases:
+        check(student, args, checked=f"broadcasting shapes {', '.join(map(str, shape))} to a (3, {batch}) result")
 
 
 @pytest.mark.points(3)
@@ -72,8 +73,22 @@ def test_gradients(student, data):
 @pytest.mark.points(1)
 @given(q=gaussians())
 def test_zero_for_identical_distributions(student, q):
-    """KL(q || q) = 0 (and KL is never negative)."""
+    """KL(q || q) = 0, and KL(q || p) > 0 for a p that differs from q."""
     got = student.call(PROBLEM, *q, *q)["out"]
     zero = torch.zeros(q[0].shape[:-1])
     if type(got) is not torch.Tensor or got.shape != zero.shape or not torch.allclose(got.double(), zero.double(), atol=1e-4):
         raise failure("KL(q || q) is zero", show_inputs(NAMES, (*q, *q)), zero, got)
+    other = (q[0] + 1.0, q[1] - 0.5)  # every coordinate differs, so the KL is positive
+    got = student.call(PROBLEM, *q, *other)["out"]
+    if type(got) is not torch.Tensor or got.shape != zero.shape or not (got > 0).all():
+        raise failure("KL(q || p) is positive for p different from q", show_inputs(NAMES, (*q, *other)),
+                      "positive values", got, "the KL must be computed from its arguments, not a constant.")
+
+
+@pytest.mark.points(1)
+def test_wide_range_of_log_variances(student):
+    """Right for log-variances far from 0 (-35 to 25, still finite in float32): no clamping."""
+    logvar_q = torch.tensor([[-35.0, 25.0, 0.5], [12.0, -20.0, -6.0]])
+    logvar_p = torch.tensor([[-30.0, 20.0, -6.0], [25.0, -35.0, 8.0]])
+    mu_q, mu_p = torch.tensor([[0.5, -1.0, 2.0], [0.0, 3.0, -0.5]]), torch.tensor([[0.0, 1.0, -1.0], [0.5, 3.0, 0.0]])
+    check(student, (mu_q, logvar_q, mu_p, logvar_p), checked="KL(q || p) with log-variances between -35 and 25")

@@ -28,12 +28,15 @@ def test_values(student, data):
 @pytest.mark.points(1)
 @given(data=st.data())
 def test_broadcasting_and_float64(student, data):
-    """z of shape (K, batch, z_dim) against mu, logvar of shape (batch, z_dim), in float64."""
+    """z of shape (K, batch, z_dim) against mu, logvar of shape (batch, z_dim), and the other way round, in float64."""
     batch, z_dim = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
     z = data.draw(tensors((3, batch, z_dim), dtype=torch.float64))
     mu, logvar = data.draw(gaussians(shape=(batch, z_dim), dtype=torch.float64))
+    mu_k, logvar_k = data.draw(gaussians(shape=(3, batch, z_dim), dtype=torch.float64, logvar_range=20.0))
     check_dtype_follows(student, PROBLEM, (z, mu, logvar), torch.float64, NAMES)
     check(student, (z, mu, logvar), checked=f"z of shape {(3, batch, z_dim)} against mu, logvar of shape {(batch, z_dim)} in float64")
+    check(student, (z[0], mu_k, logvar_k),
+          checked=f"z of shape {(batch, z_dim)} against mu, logvar of shape {(3, batch, z_dim)} (log-variances up to +-20) in float64")
 
 
 @pytest.mark.points(1)

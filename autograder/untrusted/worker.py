@@ -71,12 +71,24 @@ class Server:
         self.models.append(self.lookup("VAE")(**kwargs))
         return {"handle": len(self.models) - 1}
 
-    def op_model_call(self, handle, method, args, eps=None):
+    def op_model_call(self, handle, method, args, eps=None, training=None):
+        """`model.method(*args)`; in training (True) or evaluation (False) mode when given."""
         model = self.models[handle]
+        if training is not None:
+            model.train(training)
         with self.known_good_reparameterize(eps):
             self.reparameterize_calls = 0
             out = getattr(model, method)(*args)
             return {"out": self.plain(out), "reparameterize_called": self.reparameterize_calls > 0}
+
+    def op_model_composed(self, handle, x, eps, training):
+        """encode(x), then decode(mu + exp(logvar / 2) * eps), in one request: seeded like a
+        forward(x) request, the model draws the same random numbers (dropout masks) in the
+        same order as forward does."""
+        model = self.models[handle]
+        model.train(training)
+        mu, logvar = model.encode(x)
+        return {"out": self.plain([model.decode(mu + self.torch.exp(0.5 * logvar) * eps), mu, logvar])}
 
     def op_model_gradients(self, handle, x, eps):
         """Which parameters get gradient from the reconstruction term, the encoder, the decoder."""
@@ -101,14 +113,14 @@ class Server:
             "decoder": touched(decoded.sum()),
         }
 
-    def op_model_train(self, handle, steps, batch_size, lr, seed, eval_eps, check_every=0, stop_at=None):
-        """Train with the known-good loss, then encode the held-out digits and decode them with
-        the fixed noise `eval_eps`. Every `check_every` steps the held-out ELBO is estimated on
-        the same noise (the random state is put back, so training goes on as if unchecked) and
-        training ends once the estimate is at least `stop_at`."""
+    def op_model_train(self, handle, steps, batch_size, lr, seed, x_heldout, eval_eps, check_every=0, stop_at=None):
+        """Train with the known-good loss; then, in evaluation mode, encode the held-out digits
+        `x_heldout` and send back mu, logvar and the trained weights (the grader decodes in a
+        fresh worker, op_model_decode). Every `check_every` steps the held-out ELBO is estimated
+        with the fixed noise `eval_eps` (the random state is put back, so training goes on as if
+        unchecked) and training ends once the estimate is at least `stop_at`."""
         torch, course, model = self.torch, self.vae_course, self.models[handle]
         x_train, _ = course.load_digits("train")
-        x_heldout, _ = course.load_digits("heldout")
         checkpoints = []
 
         def reached(step):
@@ -116,11 +128,15 @@ class Server:
                 return False
             state = torch.get_rng_state()
             try:
-                estimate = self.heldout_elbo(x_heldout, *self.evaluation_outputs(model, x_heldout, eval_eps))
+                mu, logvar = self.evaluation_encode(model, x_heldout)
+                with torch.no_grad():
+                    logits = model.decode(mu + torch.exp(0.5 * logvar) * eval_eps)
+                estimate = self.heldout_elbo(x_heldout, mu, logvar, logits)
             except Exception:  # noqa: BLE001 - outputs that do not fit: training goes on, and
                 estimate = float("nan")  # the evaluation after it says what is wrong, as unchecked
             finally:
                 torch.set_rng_state(state)
+                model.train()
             checkpoints.append([step, estimate])
             return stop_at is not None and estimate >= stop_at
 
@@ -130,21 +146,29 @@ class Server:
                 model, self.loss, x_train, steps=steps, batch_size=batch_size, lr=lr, seed=seed, stop=reached
             )
         seconds = time.perf_counter() - started
-        mu, logvar, logits = self.evaluation_outputs(model, x_heldout, eval_eps)
+        mu, logvar = self.evaluation_encode(model, x_heldout)
+        weights = {str(name): self.plain(value) for name, value in model.state_dict().items()}
         return {
-            "mu": self.plain(mu), "logvar": self.plain(logvar), "logits": self.plain(logits),
+            "mu": self.plain(mu), "logvar": self.plain(logvar), "weights": weights,
             "steps": len(losses), "checkpoints": checkpoints,
             "final_loss": float(sum(losses[-50:]) / max(1, len(losses[-50:]))),
             "seconds": seconds,
         }
 
-    def evaluation_outputs(self, model, x, eval_eps):
-        """(mu, logvar, logits) of `model` on `x`, z = mu + exp(logvar / 2) * eval_eps for the
-        fixed noise of shape (draws, N, z_dim)."""
+    def op_model_decode(self, kwargs, weights, z):
+        """A new VAE(**kwargs) with the trained `weights`, in evaluation mode: decode(z)."""
+        model = self.lookup("VAE")(**kwargs)
+        model.load_state_dict(weights)
+        model.eval()
         with self.torch.no_grad():
-            mu, logvar = model.encode(x)
-            logits = model.decode(mu + self.torch.exp(0.5 * logvar) * eval_eps)
-        return mu, logvar, logits
+            return {"out": self.plain(model.decode(z))}
+
+    def evaluation_encode(self, model, x):
+        """(mu, logvar) of `model` on `x` in evaluation mode (dropout off, batch norm's running
+        statistics): the mode a trained model is used in."""
+        model.eval()
+        with self.torch.no_grad():
+            return model.encode(x)
 
     def heldout_elbo(self, x, mu, logvar, logits):
         """Mean ELBO in float64 over the draws and examples (the grader computes its own)."""
