@@ -66,14 +66,7 @@ def test_checks_pass_on_the_reference(problem, capsys):
     assert err == ""
 
 
-# The visible check_vae still builds VAE(x_dim=12), which the contract no longer allows (every
-# x_dim is square, ASSIGNMENT_SPEC.md Problem 7) and a conv VAE refuses; vae_checks.py is being
-# changed elsewhere (issue 17). Not strict, so that the fix there turns this into a pass.
-NON_SQUARE_VISIBLE_CHECK = pytest.mark.xfail(reason="check_vae uses x_dim=12, not a square", strict=False)
-
-
-@pytest.mark.parametrize("variant", [pytest.param(v, marks=NON_SQUARE_VISIBLE_CHECK) if v.name == "correct_vae_conv_square"
-                                     else v for v in CORRECT], ids=lambda v: v.name)
+@pytest.mark.parametrize("variant", CORRECT, ids=lambda v: v.name)
 def test_checks_pass_on_correct_catalogue_submissions(variant, capsys):
     module = _submission(variant)
     for problem, check in CHECKS.items():
