@@ -7,7 +7,7 @@ trained under the same budget, once per grader version and machine (reference_ca
 
 A model that passes may pass early: every `check_every` steps the worker estimates the
 held-out ELBO, and training ends once it is within ELBO_MARGIN of the reference's; the
-model is then scored as it is at that step (the calibration is in the README). A model that
+model is then scored as it is at that step (the calibration is in benchmarks/README.md). A model that
 never gets there trains the whole budget, so the partial points are judged at its end.
 """
 from __future__ import annotations
