@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import nbformat
@@ -69,11 +70,14 @@ class SandboxedAutograde(NbGraderPreprocessor):
         student = resources["nbgrader"]["student"]
         folder = Path(resources["metadata"]["path"])
         limits = Limits(require_sandbox=self.require_sandbox)
+        started = time.perf_counter()
         run = NotebookRun(without_graded_code(nb), folder, limits, self.cell_timeout)
         try:
             record, reason = trusted_record(student, folder / f"{resources['unique_key']}.ipynb", nb, limits)
+            graded_after = time.perf_counter() - started
         finally:
             executed, problem = run.finish(limits.submission_seconds)
+        seconds = f"graded in {graded_after:.1f} s, the notebook done at {time.perf_counter() - started:.1f} s"
         if problem:
             self.log.warning("%s: the notebook's own outputs are not shown: %s", student, problem)
         else:
@@ -81,8 +85,8 @@ class SandboxedAutograde(NbGraderPreprocessor):
         set_graded_outputs(nb, record, reason)
         if record is not None:
             scores = ", ".join(f"{name} {p['score']:g}" for name, p in record["problems"].items())
-            self.log.info("%s: %g / %g from the sandboxed grader (%s); isolation: %s", student,
-                          record["score"], record["max_score"], scores, sandbox.describe(isolation))
+            self.log.info("%s: %g / %g from the standalone grader (%s; %s); isolation: %s", student,
+                          record["score"], record["max_score"], scores, seconds, sandbox.describe(isolation))
         else:
             self.log.error("%s: no trusted score, every graded cell gets 0: %s", student, reason)
         return nb, resources

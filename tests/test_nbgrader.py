@@ -48,23 +48,26 @@ TAMPERED_CELL = "check_gaussian_kl"
 ANSWER = "The closed form has no sampling noise, so the estimate and its gradients vary less."
 MARK = f"pwned-{uuid.uuid4().hex[:8]}"  # the name of every file the snooping notebook writes
 
-# Stubs plus one cell each: what a student who wants unearned points adds.
-FAKE_MODULE = """
+# Stubs plus one cell each: what a student who wants unearned points adds. Each one fooled
+# the design where the check cells scored the notebook in the student's kernel.
+FULL_MARKS = f"full_marks = {dict(PROBLEM_POINTS)!r}"
+FAKE_MODULE = FULL_MARKS + """
 import sys, types
 fake = types.ModuleType("autograder.nbgrader_cell")
-fake.problem_score = lambda problem, notebook=None: {"gaussian_kl": 20, "reparameterize": 15,
-    "bernoulli_log_likelihood": 10, "elbo": 10, "gaussian_log_density": 5, "iwae_bound": 10, "VAE": 30}[problem]
+fake.problem_score = lambda problem, notebook=None: full_marks[problem]
 fake.nonfatal = lambda check: (lambda *args, **kwargs: None)
 sys.modules["autograder.nbgrader_cell"] = sys.modules["autograder.nbgrader_autograde"] = fake
 """
-MONKEYPATCH = """
-try:
-    import autograder.grading, autograder.nbgrader_autograde
-    autograder.grading.grade = lambda *args, **kwargs: {"score": 100, "problems": {}}
-    autograder.nbgrader_autograde.set_graded_outputs = lambda *args, **kwargs: None
-except Exception as error:
-    print("could not patch the grader:", repr(error))
-get_ipython().events.register("post_run_cell", lambda result: get_ipython().displayhook(20))
+MONKEYPATCH = FULL_MARKS + """
+import importlib
+for module, name, forged in [("autograder.nbgrader_cell", "problem_score", lambda p, notebook=None: full_marks[p]),
+                             ("autograder.grading", "grade", lambda *args, **kwargs: {"score": 100}),
+                             ("autograder.nbgrader_autograde", "set_graded_outputs", lambda *args: None)]:
+    try:
+        setattr(importlib.import_module(module), name, forged)
+        print("patched", module)
+    except Exception as error:
+        print("could not patch", module, type(error).__name__)
 """
 SWAP = """
 import os, shutil
