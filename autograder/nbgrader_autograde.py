@@ -42,6 +42,7 @@ from traitlets import Bool, Integer
 from autograder import sandbox
 from autograder.collect import Submission
 from autograder.contract import PROBLEM_POINTS
+from autograder.grading import grade, prepare_process
 from autograder.untrusted import notebook_runner
 from autograder.worker_client import Limits, start_limited
 
@@ -94,8 +95,6 @@ class SandboxedAutograde(NbGraderPreprocessor):
 
 def trusted_record(student: str, path: Path, nb: NotebookNode, limits: Limits) -> tuple[dict | None, str]:
     """The standalone grader's record of the notebook as nbgrader holds it, or why there is none."""
-    from autograder.grading import grade, prepare_process  # torch: only when a notebook is graded
-
     prepare_process()
     try:
         return grade(Submission(student, path, nbformat.writes(nb).encode()), limits), ""
