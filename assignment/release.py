@@ -54,6 +54,8 @@ NBGRADER_CONFIG = "\n".join([
     '    "nbgrader.preprocessors.AssignLatePenalties",',
     '    "nbgrader.preprocessors.CheckCellMetadata",',
     "]",
+    "# A check cell the student deleted comes back, so that it gets the grader's score too.",
+    "c.OverwriteCells.add_missing_cells = True",
     "# True: refuse to grade where bubblewrap cannot run (as `vae-assignment grade --require-sandbox`).",
     "c.SandboxedAutograde.require_sandbox = False",
     "# Seconds per cell of the student's notebook (the training demos take 3 s to 30 s).",

@@ -3,7 +3,7 @@ and nothing the student's kernel does changes them.
 
 A course directory from `build_release` gets, as students of ONE `nbgrader autograde` run:
 the reference, the stubs, a catalogued mistake that also edits a locked test cell, a correct
-variant written with torch.distributions, and four hostile notebooks (stubs plus one cell):
+variant written with torch.distributions that deleted a check cell, and four hostile notebooks (stubs plus one cell):
 a fake grading module in `sys.modules`, a monkeypatched grader, the instructor's source
 notebook copied over the graded file, and one that snoops for the reference, the hidden tests,
 `source/`, the gradebook and the home folder and writes outside its folder. The standalone
@@ -45,6 +45,7 @@ MISTAKES = ("kl_missing_half",)  # partial credit: 1 of gaussian_kl's 20 points
 CORRECT = "correct_torch_distributions"
 TAMPERED = "kl_missing_half"  # also replaces its locked check cell by one that passes
 TAMPERED_CELL = "check_gaussian_kl"
+DELETED_CELL = "check_VAE"  # the correct variant hands in its notebook without it
 ANSWER = "The closed form has no sampling noise, so the estimate and its gradients vary less."
 MARK = f"pwned-{uuid.uuid4().hex[:8]}"  # the name of every file the snooping notebook writes
 
@@ -155,6 +156,8 @@ def student_notebooks(release_nb: NotebookNode) -> dict[str, NotebookNode]:
         notebooks[name] = nb
     # Edits a locked test cell so that it would pass: nbgrader must restore the original.
     cell_by_id(notebooks[TAMPERED], TAMPERED_CELL).source = "pass  # nothing to check here"
+    # Deletes a check cell: nbgrader must put it back, and it gets the grader's score.
+    notebooks[CORRECT].cells.remove(cell_by_id(notebooks[CORRECT], DELETED_CELL))
     return notebooks
 
 

@@ -130,6 +130,7 @@ def test_course_directory_is_kept_for_autograde(out):
     assert [import_item(name) for name in loaded.Autograde.autograde_preprocessors] == [
         SandboxedAutograde, *defaults[1:]]
     assert loaded.SandboxedAutograde.require_sandbox is False
+    assert loaded.OverwriteCells.add_missing_cells is True
 
 
 def test_no_marker_anywhere_in_the_release(out):
