@@ -7,8 +7,8 @@ on its line) and running until the next marker:
     <!-- code: ID -->                  read-only code, also run when grading (one ```python block)
     <!-- demo: ID -->                  read-only code students run; skipped when grading
     <!-- solution: NAME -->            (empty) the reference def/class NAME from solutions/vae.py
-    <!-- check: NAME -->               (empty) the graded check cell of problem NAME (its
-                                       hidden part scores it under nbgrader autograde)
+    <!-- check: NAME -->               (empty) the graded check cell of problem NAME (scored
+                                       by the sandboxed grader under nbgrader autograde)
     <!-- answer: ID points=N -->       a manually graded markdown answer; text is the placeholder
 
 Solution cells hold the reference with each function body (each method body, for the VAE)
@@ -234,24 +234,16 @@ def visible_check_source(name: str) -> str:
 
 
 def check_source(name: str) -> str:
-    """The check cell of problem `name`: the visible check, then (hidden, for nbgrader
-    autograde) the problem's score from the standalone grader as the cell's value.
+    """The check cell of problem `name`: the visible check, then a hidden note (removed from
+    the release by nbgrader's generate_assignment, leaving `visible_check_source(name)`).
 
-    The hidden prelude makes a failing visible check print instead of raise, since nbgrader
-    scores a cell that raises 0 and the grader may give partial credit (see
-    autograder/nbgrader_cell.py). nbgrader's generate_assignment removes both hidden regions,
-    leaving `visible_check_source(name)`.
+    Under `nbgrader autograde` this cell does not run in the student's kernel: the course's
+    SandboxedAutograde sets its outputs from the standalone grader (autograder/nbgrader_autograde.py).
     """
-    visible = visible_check_source(name)
-    check = f"check_{name.lower()}"
     return "\n".join([
+        visible_check_source(name),
         BEGIN_HIDDEN_TESTS,
-        "from autograder.nbgrader_cell import nonfatal, problem_score",
-        f"{check} = nonfatal({check})",
-        END_HIDDEN_TESTS,
-        visible,
-        BEGIN_HIDDEN_TESTS,
-        f"problem_score({name!r})",
+        "# nbgrader autograde: scored by the sandboxed grader, not run (autograder/nbgrader_autograde.py)",
         END_HIDDEN_TESTS,
     ])
 

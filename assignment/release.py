@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from nbformat import NotebookNode
 from assignment.notebook import (
     ASSIGNMENT, ROOT, SOURCE_NOTEBOOK_NAME, build_notebook, without_hidden_tests,
 )
+from autograder.untrusted.notebook_runner import INLINE_BACKEND, this_python_kernel_manager_class
 
 COURSE_ID = "vae-course"
 PUBLIC_DIR = ROOT / "assignment" / "public"
@@ -42,17 +42,30 @@ REQUIREMENTS = "\n".join([
 NBGRADER_CONFIG = "\n".join([
     "c = get_config()  # noqa: F821 (nbgrader defines get_config)",
     f'c.CourseDirectory.course_id = "{COURSE_ID}"',
-    "# The notebook's training demos (1000 steps each) take 3 s to 30 s on a busy machine, and",
-    "# the first check cell runs the whole grader (its limit: 900 s per submission): nbgrader's",
-    "# default of 30 s per cell is too tight for `nbgrader autograde`.",
-    "c.Execute.timeout = 1000",
+    "# autograde: the student's notebook runs in the grader's sandbox, and the graded cells get",
+    "# the sandboxed grader's scores, not the kernel's (autograder/nbgrader_autograde.py).",
+    "# nbgrader's defaults with Execute replaced; by name, so other commands do not import torch.",
+    "c.Autograde.autograde_preprocessors = [",
+    '    "autograder.nbgrader_autograde.SandboxedAutograde",',
+    '    "nbgrader.preprocessors.IgnorePattern",',
+    '    "nbconvert.preprocessors.ClearMetadataPreprocessor",',
+    '    "nbgrader.preprocessors.LimitOutput",',
+    '    "nbgrader.preprocessors.SaveAutoGrades",',
+    '    "nbgrader.preprocessors.AssignLatePenalties",',
+    '    "nbgrader.preprocessors.CheckCellMetadata",',
+    "]",
+    "# A check cell the student deleted comes back, so that it gets the grader's score too.",
+    "c.OverwriteCells.add_missing_cells = True",
+    "# True: refuse to grade where bubblewrap cannot run (as `vae-assignment grade --require-sandbox`).",
+    "c.SandboxedAutograde.require_sandbox = False",
+    "# Seconds per cell of the student's notebook (the training demos take 3 s to 30 s).",
+    "c.SandboxedAutograde.cell_timeout = 300",
     "# Feedback shows every cell as autograded, hidden tests included (nbgrader #1363): drop them.",
     "from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402",
     "from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402",
     "c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]",
 ]) + "\n"
 LOG_TAIL_LINES = 40
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # headless, keeps the figures
 # Folders nbgrader creates once grading has started in a course directory.
 _GRADING_FOLDERS = ("submitted", "autograded", "feedback")
 
@@ -192,38 +205,13 @@ class NotebookExecutionError(Exception):
         self.traceback = traceback
 
 
-def _this_python_kernel_manager_class() -> type:
-    """A kernel manager whose kernel is this very Python, not a python3 spec found elsewhere."""
-    from ipykernel.kernelspec import get_kernel_dict
-    from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class ThisPythonKernelManager(AsyncKernelManager):
-        # IPC sockets: private to this machine, and no "running over TCP" warning (not on
-        # Windows). Their path must be absolute: the kernel runs in another working directory.
-        transport = "tcp" if os.name == "nt" else "ipc"
-
-        @default("ip")
-        def _ip_default(self) -> str:
-            if self.transport == "tcp":
-                return "127.0.0.1"
-            return os.path.join(tempfile.gettempdir(), f"kernel-{uuid.uuid4().hex[:12]}-ipc")
-
-        @property
-        def kernel_spec(self) -> KernelSpec:
-            return KernelSpec(resource_dir="", **get_kernel_dict())
-
-    return ThisPythonKernelManager
-
-
 def execute_notebook(path: Path, cwd: Path, timeout: int = 600, *,
                      allow_errors: bool = False) -> NotebookNode:
     """Run every cell of the notebook at `path` in a fresh kernel started in `cwd`.
 
     `timeout` is per cell, in seconds. With `allow_errors`, a cell that raises keeps its error
-    as an output and the next cells still run (as Jupyter's Run All would not). The kernel runs this Python and sees only `cwd` (not
-    the project: PYTHONPATH is dropped). Plots use Jupyter's inline backend, which draws with
+    as an output and the next cells still run (as Jupyter's Run All would not). The kernel runs
+    this Python and sees only `cwd` (not the project: PYTHONPATH is dropped). Plots use Jupyter's inline backend, which draws with
     Agg (no display needed), stores each figure as a PNG output and closes it after its cell;
     plain `MPLBACKEND=Agg` would drop every figure. Raises NotebookExecutionError naming the
     first cell that failed or timed out.
@@ -238,7 +226,7 @@ def execute_notebook(path: Path, cwd: Path, timeout: int = 600, *,
     def on_cell_start(cell: NotebookNode, cell_index: int) -> None:
         current["index"] = cell_index
 
-    client = NotebookClient(nb, kernel_manager_class=_this_python_kernel_manager_class(),
+    client = NotebookClient(nb, kernel_manager_class=this_python_kernel_manager_class(),
                             timeout=timeout, on_cell_start=on_cell_start, allow_errors=allow_errors,
                             resources={"metadata": {"path": str(cwd)}})
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}

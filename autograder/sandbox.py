@@ -128,8 +128,9 @@ def _system_arguments() -> list[str]:
     return arguments
 
 
-def bwrap_arguments(isolation: Isolation, workdir: str) -> list[str]:
-    """bubblewrap's part of the command line, up to and including `--`."""
+def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...] = ()) -> list[str]:
+    """bubblewrap's part of the command line, up to and including `--`. `shared`: host folders
+    also bound read-only at their own paths (a notebook's own folder, for its kernel)."""
     if isolation.drop_to_nobody:  # real root: no user namespace, the uid is dropped by setpriv
         arguments = [isolation.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                      "--unshare-cgroup-try"]
@@ -149,7 +150,7 @@ def bwrap_arguments(isolation: Isolation, workdir: str) -> list[str]:
     # The private /tmp first, so that what is bound below it (a checkout or venv under /tmp) stays.
     arguments += [*perms("01777"), *size(TMPFS_BYTES), "--tmpfs", "/tmp"]
     read_only = read_only_paths()
-    binds = [*read_only, UNTRUSTED_DIR, PUBLIC_DIR]
+    binds = [*read_only, UNTRUSTED_DIR, PUBLIC_DIR, *shared]
     directories = {a for p in [*binds, Path(workdir)] for a in _ancestors(p)} | {Path("/etc")}
     for directory in sorted(directories - set(binds) - {Path("/tmp")}):  # else bwrap makes them 0700
         if not os.path.islink(directory):
@@ -162,7 +163,7 @@ def bwrap_arguments(isolation: Isolation, workdir: str) -> list[str]:
             if secret == path or path in secret.parents:
                 arguments += [*perms("0755"), *size(2**20), "--tmpfs", str(secret)]
                 covered.append(secret)
-    for path in (UNTRUSTED_DIR, PUBLIC_DIR):
+    for path in (UNTRUSTED_DIR, PUBLIC_DIR, *shared):
         arguments += ["--ro-bind", str(path), str(path)]
     arguments += ["--ro-bind", str(training_digits()), str(DIGITS)]
     for secret in covered:
@@ -176,7 +177,8 @@ def bwrap_arguments(isolation: Isolation, workdir: str) -> list[str]:
     return arguments
 
 
-def wrap(command: list[str], *, workdir: str, isolation: Isolation | None = None, required: bool = False) -> list[str]:
+def wrap(command: list[str], *, workdir: str, isolation: Isolation | None = None, required: bool = False,
+         shared: tuple[Path, ...] = ()) -> list[str]:
     """The command that runs `command` with this machine's isolation (unchanged without bwrap).
     Inherited file descriptors (the worker's pipes) stay open through bwrap."""
     isolation = isolation or detect()
@@ -184,7 +186,7 @@ def wrap(command: list[str], *, workdir: str, isolation: Isolation | None = None
         if required:
             raise SandboxUnavailable(f"the sandbox is required but bubblewrap cannot be used: {isolation.reason}")
         return list(command)
-    return [*bwrap_arguments(isolation, workdir), *command]
+    return [*bwrap_arguments(isolation, workdir, shared), *command]
 
 
 def process_limit(isolation: Isolation) -> int | None:

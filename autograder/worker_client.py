@@ -119,6 +119,15 @@ class ClassicProcess(subprocess.Popen):
             pass
 
 
+def start_limited(command: list[str], workdir: str, limits: Limits, isolation: sandbox.Isolation,
+                  **popen: object) -> ClassicProcess:
+    """`command` (already wrapped in the sandbox) in its own session, in `workdir`, with the
+    worker's environment and rlimits."""
+    rlimits = [(untrusted_template.LIMITS[name], value) for name, value in resource_limits(limits, isolation).items()]
+    return ClassicProcess(command, cwd=workdir, env=worker_environment(workdir), start_new_session=True,
+                          preexec_fn=lambda: [resource.setrlimit(r, (v, v)) for r, v in rlimits], **popen)
+
+
 class Worker:
     """One worker process with the submission's cells loaded: forked from this process's
     template where possible (template_client), else a fresh sandboxed Python."""
@@ -162,12 +171,8 @@ class Worker:
             str(request_read), str(reply_write), str(PUBLIC_DIR), *site.getsitepackages(),
         ]
         command = sandbox.wrap(command, workdir=self.workdir, isolation=isolation)
-        rlimits = [(untrusted_template.LIMITS[name], value) for name, value in resource_limits(self.limits, isolation).items()]
-        return ClassicProcess(
-            command, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
-            pass_fds=(request_read, reply_write), cwd=self.workdir, env=worker_environment(self.workdir),
-            start_new_session=True, preexec_fn=lambda: [resource.setrlimit(r, (v, v)) for r, v in rlimits],
-        )
+        return start_limited(command, self.workdir, self.limits, isolation, stdin=subprocess.DEVNULL,
+                             stdout=output_write, stderr=output_write, pass_fds=(request_read, reply_write))
 
     def request(self, op: str, timeout: float, seed: int | None, args: dict, other_seed: int | None = None) -> dict:
         """Send one request; the reply's fields, or StudentError / WorkerFailure. `seed` seeds

@@ -6,7 +6,7 @@ tests/catalogue.py, drawn with a seeded generator, plus a few hostile notebooks 
 that never returns, one that kills or crashes the process, one that prints megabytes).
 
 The hostile notebooks sit in the second half of the class: nbgrader autograde, which the
-benchmark runs on the first notebooks only, would wait its cell timeout (1000 s, see
+benchmark runs on the first notebooks only, would wait its cell timeout (300 s per cell, see
 assignment/release.py) on a hang, so its subset holds none of them, which only flatters
 nbgrader.
 

@@ -81,7 +81,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                      f"which holds {smallest - smallest // 2} in a class of {smallest}")
     if args.nbgrader_n > sizes[0] // 2:
         parser.error(f"--nbgrader-n {args.nbgrader_n}: at most half the (first) class, {sizes[0] // 2}, so "
-                     "that nbgrader grades no hostile notebook (a hang costs it its 1000 s cell timeout)")
+                     "that nbgrader grades no hostile notebook (a hang costs it its 300 s cell timeout)")
     if args.skip_local and not (args.scheduler or args.dask_local_workers):
         parser.error("--skip-local leaves nothing to grade without --scheduler or --dask-local-workers")
     if args.dask_local_workers is not None and args.dask_local_workers < 1:

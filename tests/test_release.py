@@ -115,7 +115,22 @@ def test_course_directory_is_kept_for_autograde(out):
     assert (course / "gradebook.db").is_file()
     config = (course / "nbgrader_config.py").read_text()
     assert 'c.CourseDirectory.course_id = "vae-course"' in config
-    assert "c.Execute.timeout = 1000" in config
+    # autograde: nbgrader's own preprocessors, with Execute replaced by the sandboxed one.
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import Execute
+    from traitlets.config import Config
+    from traitlets.utils.importstring import import_item
+
+    from autograder.nbgrader_autograde import SandboxedAutograde
+
+    loaded = Config()
+    exec(config, {"get_config": lambda: loaded})  # noqa: S102 - the file this release wrote
+    defaults = Autograde.class_traits()["autograde_preprocessors"].default()
+    assert defaults[0] is Execute
+    assert [import_item(name) for name in loaded.Autograde.autograde_preprocessors] == [
+        SandboxedAutograde, *defaults[1:]]
+    assert loaded.SandboxedAutograde.require_sandbox is False
+    assert loaded.OverwriteCells.add_missing_cells is True
 
 
 def test_no_marker_anywhere_in_the_release(out):
