@@ -9,14 +9,15 @@ needs_manual_grade. `--assignment` and `--student` select rows as for nbgrader's
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from nbgrader.api import Gradebook
 from nbgrader.plugins import ExportPlugin
 
+from autograder.files import write_atomically
+from autograder.outputs import csv_text
+
 DEFAULT_DESTINATION = "problem_scores.csv"
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula
 
 
 class ProblemScoresExporter(ExportPlugin):
@@ -47,11 +48,5 @@ class ProblemScoresExporter(ExportPlugin):
 
 
 def write_csv(path: Path, rows: list[list[object]]) -> None:
-    """`rows` as CSV, every text cell that a spreadsheet would read as a formula made inert."""
-    def cell(value: object) -> object:
-        if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-            return "'" + value
-        return "" if value is None else value
-
-    with path.open("w", newline="") as f:
-        csv.writer(f).writerows([[cell(value) for value in row] for row in rows])
+    """`rows` as CSV through the package's one CSV writer (formulas made inert); None as empty."""
+    write_atomically(path, csv_text([["" if value is None else value for value in row] for row in rows]))
