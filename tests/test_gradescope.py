@@ -28,7 +28,7 @@ from autograder.gradescope import gradescope_results, write_bundle
 from autograder.gradescope_run import choose
 from autograder.grading import grade
 from autograder.worker_client import Student
-from tests.catalogue import MISTAKES, build_source
+from autograder.catalogue import MISTAKES, build_source
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent

@@ -386,7 +386,7 @@ def test_a_graded_class_gives_a_report_that_agrees_with_its_json(tmp_path):
     """Reference, stubs, two catalogued mistakes and a hostile submission, through
     `vae-assignment grade --report` (grades.json is written beside the report)."""
     from autograder.cli import main
-    from tests.catalogue import MISTAKES as CATALOGUE, Variant, build_source, write_submissions
+    from autograder.catalogue import MISTAKES as CATALOGUE, Variant, build_source, write_submissions
 
     folder = tmp_path / "class"
     folder.mkdir()

@@ -22,7 +22,7 @@ import pytest
 from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.store import InvalidRecord, Key, ResultStore, StoreError, validate_record
 from autograder.version import grader_version, grading_sources
-from tests.catalogue import MISTAKES, build_source
+from autograder.catalogue import MISTAKES, build_source
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY = Key("ada", "0" * 64, "0.1.0+test")
