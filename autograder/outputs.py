@@ -9,12 +9,7 @@ from pathlib import Path
 
 from autograder.contract import PROBLEM_LABELS, PROBLEMS, TOTAL_POINTS
 from autograder.files import write_atomically
-
-FORMAT_VERSION = 1
-
-
-def json_document(records: list[dict]) -> dict:
-    return {"format": "vae-assignment-grades", "version": FORMAT_VERSION, "submissions": records}
+from autograder.record import json_document
 
 
 def write_json(path: Path, records: list[dict]) -> None:

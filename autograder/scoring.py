@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from autograder.contract import PROBLEM_POINTS
 from autograder.hidden_pytest import run_pytest
 from autograder.replay import Example, recorded_examples, replay, test_key
 from autograder.worker_client import Student, StudentError, WorkerFailure
@@ -125,14 +124,3 @@ def not_graded(reason: str) -> list[dict]:
     """Zero records for every hidden test of a submission that could not be read."""
     return [{**test, "score": 0, "status": "error", "message": f"Not graded: {reason}", "mistake": None}
             for test in hidden_tests()]
-
-
-def problems_from(results: list[dict]) -> dict[str, dict]:
-    """Group test records by contract problem, in contract order, with sums."""
-    problems = {name: {"score": 0, "max_score": 0, "tests": []} for name in PROBLEM_POINTS}
-    for record in results:
-        problem = problems[record["problem"]]
-        problem["tests"].append({k: v for k, v in record.items() if k not in ("problem", "seconds")})
-        problem["score"] += record["score"]
-        problem["max_score"] += record["max_score"]
-    return problems
