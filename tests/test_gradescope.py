@@ -22,11 +22,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from autograder.cli import EXIT_OK, EXIT_USAGE, main
+from autograder.cli import main
 from autograder.collect import UsageError, find_submissions
-from autograder.gradescope import gradescope_results, write_bundle
+from autograder.gradescope import gradescope_results
+from autograder.gradescope_bundle import write_bundle
 from autograder.gradescope_run import choose
 from autograder.grading import grade
+from autograder.pipeline import EXIT_OK, EXIT_USAGE
 from autograder.worker_client import Student
 from autograder.catalogue import MISTAKES, build_source
 

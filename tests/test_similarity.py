@@ -18,8 +18,9 @@ import nbformat
 import pytest
 
 from autograder import similarity
-from autograder.cli import EXIT_OK, main
+from autograder.cli import main
 from autograder.collect import find_submissions
+from autograder.pipeline import EXIT_OK
 from benchmarks.similarity_class import DISGUISED, independent, write_class
 
 
