@@ -52,10 +52,11 @@ python3.11 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --constraint "$SOURCE/constraints.txt" "$SOURCE/@PROJECT@"
 ln -sf "$VENV/bin/vae-assignment" /usr/local/bin/vae-assignment
 
-# Gradescope's advice: what student code must not read is closed to other users. The sandbox
-# hides it anyway; this also holds for a worker run as an unprivileged user without one.
+# Gradescope's advice: what student code must not read (the hidden tests, the reference and
+# the catalogue's correct variants) is closed to other users. The sandbox hides it anyway;
+# this also holds for a worker run as an unprivileged user without one.
 SITE="$("$VENV/bin/python" -c 'import pathlib, autograder; print(pathlib.Path(autograder.__file__).resolve().parent.parent)')"
-chmod -R o= "$SOURCE" "$SITE/autograder/hidden_tests" "$SITE/solutions"
+chmod -R o= "$SOURCE" "$SITE/autograder/hidden_tests" "$SITE/solutions" "$SITE/autograder/catalogue.py"
 
 # For the build log: the command runs, and how student code will be isolated here.
 vae-assignment --help > /dev/null

@@ -111,6 +111,10 @@ def test_setup_sh_is_valid_bash_and_pins_this_torch(source):
     assert f'"torch=={torch_version}" --index-url https://download.pytorch.org/whl/cpu' in text
     assert "bubblewrap" in text and "python3.11 -m venv" in text and "/usr/local/bin/vae-assignment" in text
     assert f"torch=={torch_version}\n" in (source / "constraints.txt").read_text()
+    # closed to other users: the hidden tests, the reference, and the catalogue's correct variants
+    (chmod,) = [line for line in text.splitlines() if line.startswith("chmod -R o=")]
+    assert all(f'"$SITE/{path}"' in chmod.split() for path in ("autograder/hidden_tests", "solutions",
+                                                              "autograder/catalogue.py"))
 
 
 def test_the_bundled_source_builds_the_package_with_its_hidden_tests(source, tmp_path):
