@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from autograder.collect import Submission, UsageError
 from autograder.grading import grade, prepare_process, unreadable
-from autograder.store import InvalidRecord, Key, ResultStore, validate_record
+from autograder.record import InvalidRecord, validate_record
+from autograder.store import Key, ResultStore
 from autograder.version import grader_version
 from autograder.worker_client import Limits
 

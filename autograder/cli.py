@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 import tempfile
-import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
+from autograder.outputs import WRITERS
+from autograder.pipeline import EXIT_GRADER_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, GradeRequest, grade
 from autograder.worker_client import Limits
-
-EXIT_OK, EXIT_GRADER_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,85 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a batch system's time limit, `kill`) stops grading as Ctrl-C does: cleanly, resumable."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _grade(args: argparse.Namespace) -> int:
-    from autograder import outputs
-    from autograder.batch import Interrupted, grade_batch
-    from autograder.collect import find_submissions
-    from autograder.store import ResultStore, StoreError
-
-    submissions = find_submissions(args.paths)
-    if not submissions:
-        print(f"no submissions (.ipynb or .py) found under {', '.join(map(str, args.paths))}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.gradescope and len(submissions) != 1:
-        print("--gradescope writes one submission's results.json: give exactly one submission", file=sys.stderr)
-        return EXIT_USAGE
-    from autograder import sandbox
-
-    isolation = sandbox.detect()
-    if args.require_sandbox and not isolation.sandboxed:
-        print(f"vae-assignment grade: --require-sandbox: bubblewrap cannot be used here ({isolation.reason}); "
-              "nothing was graded", file=sys.stderr)
-        return EXIT_USAGE
+def _grade_request(args: argparse.Namespace) -> GradeRequest:
     limits = Limits(call_seconds=args.call_timeout, submission_seconds=args.submission_timeout,
                     memory_bytes=args.memory_mb * 2**20, require_sandbox=args.require_sandbox)
-    try:
-        store = ResultStore(args.db)
-    except StoreError as error:
-        print(f"vae-assignment grade: --db: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    started = time.perf_counter()
-    try:
-        with store, _sigterm_as_ctrl_c():
-            batch = grade_batch(submissions, jobs=max(1, args.jobs), limits=limits, store=store, regrade=args.regrade,
-                                scheduler=args.scheduler, visible_checks=args.gradescope is not None)
-    except Interrupted as stop:
-        print(f"interrupted: {stop.kept} of {stop.total} graded and kept in {args.db}; "
-              "run the same command again to resume", file=sys.stderr)
-        return 130
-    elapsed = time.perf_counter() - started
-    if batch.failures:
-        for student, why in batch.failures.items():
-            print(f"vae-assignment grade: the grader failed on {student}: {why}", file=sys.stderr)
-        print(f"vae-assignment grade: nothing written; the {len(batch.records)} graded are kept in {args.db}: "
-              "run the same command again to grade the rest", file=sys.stderr)
-        return EXIT_GRADER_FAILED
-    records, timings = batch.records, list(batch.timings.values())
-    if args.json:
-        outputs.write_json(args.json, records)
-    if args.csv:
-        outputs.write_csv(args.csv, records)
-    if args.gradescope:
-        from autograder.gradescope import write_gradescope
-
-        write_gradescope(args.gradescope, records[0], batch.timings.get(records[0]["id"], {}).get("total", 0.0))
-    print(outputs.summary_table(records))
-    print(f"isolation: {sandbox.describe(isolation)}")
-    where = f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"with {args.jobs} job(s)"
-    ignored = f" ({store.ignored} unusable stored result(s) ignored)" if store.ignored else ""
-    print(f"graded {len(timings)} submission(s) in {elapsed:.1f} s {where}, reused {batch.reused} from {args.db}"
-          f"{ignored}; per submission {outputs.timing_summary(timings)}")
-    if args.report:
-        from autograder import similarity
-        from autograder.report import build_report
-
-        grades_json = args.json or args.report / "grades.json"
-        if not args.json:
-            outputs.write_json(grades_json, records)
-        similar = similarity.compare_submissions(submissions)
-        similarity.write_json(similar, args.report)
-        print(f"class report: {build_report(grades_json, args.report, similarity.html_section(similar))}")
-    return EXIT_OK
+    files = {writer.option: getattr(args, writer.option) for writer in WRITERS if getattr(args, writer.option)}
+    return GradeRequest(paths=args.paths, outputs=files, report=args.report, jobs=args.jobs, limits=limits,
+                        db=args.db, regrade=args.regrade, scheduler=args.scheduler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             from assignment.release import main_release
             return main_release(args.out)
         if args.command == "grade":
-            return _grade(args)
+            return grade(_grade_request(args))
         if args.command == "report":
             from autograder.report import main_report
             return main_report(args.grades, args.out)
@@ -165,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             from autograder.validate import run_validation
             return run_validation(jobs=args.jobs)
         if args.command == "gradescope-bundle":
-            from autograder.gradescope import main_bundle
+            from autograder.gradescope_bundle import main_bundle
             return main_bundle(args.out)
         from autograder.demo import run_demo
         return run_demo(args.out)
@@ -174,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"vae-assignment {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the grader's own failure: short message, detail in a log
         log = Path(tempfile.gettempdir()) / "vae-assignment-error.log"
         log.write_text(traceback.format_exc())

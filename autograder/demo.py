@@ -9,10 +9,9 @@ import nbformat
 
 from assignment.notebook import SOURCE_NOTEBOOK_NAME, build_notebook
 from assignment.release import build_release, execute_source_notebook
-from autograder import outputs
+from autograder import catalogue, outputs
 from autograder.batch import grade_all
 from autograder.collect import find_submissions
-from autograder.validate import load_catalogue
 
 EXAMPLE_MISTAKES = ("kl_missing_half", "reparam_shared_noise", "iwae_missing_log_k", "vae_decoder_sigmoid")
 
@@ -27,14 +26,10 @@ def printed_lines(notebook: nbformat.NotebookNode, grade_id: str) -> list[str]:
 
 
 def write_examples(folder: Path, release: Path) -> None:
-    """The reference notebook, the release's stubs and a few catalogued mistakes (if available)."""
+    """The reference notebook, the release's stubs and a few catalogued mistakes."""
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(build_notebook(), folder / "reference.ipynb")
     shutil.copy(release / SOURCE_NOTEBOOK_NAME, folder / "stubs.ipynb")
-    try:
-        catalogue = load_catalogue()
-    except FileNotFoundError:
-        return
     chosen = [v for v in catalogue.MISTAKES if v.name in EXAMPLE_MISTAKES]
     catalogue.write_submissions(folder, chosen)
 

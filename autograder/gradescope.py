@@ -1,10 +1,8 @@
-"""Gradescope: the autograder bundle (`vae-assignment gradescope-bundle`) and results.json.
+"""Gradescope's results format: the results.json of one graded record (`grade --gradescope`).
 
-Gradescope builds an image from the bundle once (it runs `setup.sh` as root on its Ubuntu
-22.04 base image) and then runs `run_autograder` for every submission, which must leave
-`/autograder/results/results.json` (https://gradescope-autograders.readthedocs.io/en/latest/specs/).
-The bundle holds this project's source, hidden tests and reference included: they exist only
-there and in the grader's own installation, never in the student release.
+Gradescope runs `run_autograder` for every submission, which must leave
+`/autograder/results/results.json` (https://gradescope-autograders.readthedocs.io/en/latest/specs/);
+the bundle that sets this up is gradescope_bundle.py.
 
 What a student sees, and when:
 - at once: the visible checks (the notebook's own `check_*` functions, run on their code in the
@@ -15,70 +13,13 @@ The grader's printed output (the score table) is for instructors only.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import re
-import tomllib
-import zipfile
 from pathlib import Path
 
-from autograder.collect import UsageError
 from autograder.contract import PROBLEMS
 from autograder.files import write_atomically
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RUN_AUTOGRADER = Path(__file__).resolve().with_name("gradescope_run.py")
-BUNDLE_PROJECT = "vae-assignment"  # the folder of the bundle that holds the project's source
-_SKIPPED = {"__pycache__", ".ipynb_checkpoints"}
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same project gives the same bundle
-_VENV = "/opt/vae-assignment/venv"
 
-# Runs once, as root, when Gradescope builds the image. The `@...@` fields are filled in by
-# setup_script(). Python 3.11 comes from the deadsnakes PPA: Ubuntu 22.04 ships 3.10, and its
-# own python3.11 package is a release candidate. It installs under /usr, which the sandbox
-# mounts whole, so the sandboxed worker (uid 65534) can run it.
-_SETUP_SH = r"""#!/usr/bin/env bash
-# Gradescope's setup.sh for the VAE assignment (written by `vae-assignment gradescope-bundle`):
-# Python 3.11, bubblewrap (the sandbox for student code), and a virtual environment with
-# torch @TORCH@ (CPU build) and this package, whose `vae-assignment` command run_autograder calls.
-set -euxo pipefail
-
-SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV=@VENV@
-cd /  # so that nothing below imports from the current folder
-export DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-
-apt-get update
-apt-get install -y --no-install-recommends ca-certificates software-properties-common gpg-agent \
-    bubblewrap util-linux
-add-apt-repository -y ppa:deadsnakes/ppa
-apt-get update
-apt-get install -y --no-install-recommends python3.11 python3.11-venv
-
-python3.11 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --upgrade pip
-"$VENV/bin/python" -m pip install "torch==@TORCH@" --index-url https://download.pytorch.org/whl/cpu
-"$VENV/bin/python" -m pip install --constraint "$SOURCE/constraints.txt" "$SOURCE/@PROJECT@"
-ln -sf "$VENV/bin/vae-assignment" /usr/local/bin/vae-assignment
-
-# Gradescope's advice: what student code must not read is closed to other users. The sandbox
-# hides it anyway; this also holds for a worker run as an unprivileged user without one.
-SITE="$("$VENV/bin/python" -c 'import pathlib, autograder; print(pathlib.Path(autograder.__file__).resolve().parent.parent)')"
-chmod -R o= "$SOURCE" "$SITE/autograder/hidden_tests" "$SITE/solutions"
-
-# For the build log: the command runs, and how student code will be isolated here.
-vae-assignment --help > /dev/null
-"$VENV/bin/python" -c 'from autograder import sandbox; print("isolation:", sandbox.describe(sandbox.detect()))'
-
-# Grade the reference once: the log shows the grader at work, and what it computes about the
-# reference (its model's held-out ELBO, hypothesis's examples) stays in the image's cache, so
-# each submission reads it instead of computing it (where Gradescope's CPUs match this one's).
-vae-assignment grade "$SITE/solutions/vae.py" --db /tmp/setup-grades.sqlite --jobs 1
-rm -f /tmp/setup-grades.sqlite
-"""
-
-
-# ------------------------------------------------------------------------------ results.json
 def gradescope_results(record: dict, execution_time: float) -> dict:
     """Gradescope's results.json for one graded record (schema: tests/gradescope_results.schema.json).
 
@@ -131,67 +72,3 @@ def _summary(record: dict) -> str:
 
 def write_gradescope(path: Path, record: dict, execution_time: float) -> None:
     write_atomically(path, json.dumps(gradescope_results(record, execution_time), indent=2) + "\n")
-
-
-# ------------------------------------------------------------------------------------ bundle
-def setup_script() -> str:
-    """setup.sh, pinned to this environment's torch version (its CPU build)."""
-    return (_SETUP_SH.replace("@TORCH@", importlib.metadata.version("torch").split("+")[0])
-            .replace("@VENV@", _VENV).replace("@PROJECT@", BUNDLE_PROJECT))
-
-
-def constraints() -> str:
-    """pip constraints: the versions of the package's dependencies installed here, so that
-    Gradescope grades with the libraries this grader was tested with."""
-    lines = []
-    for requirement in importlib.metadata.requires("vae-assignment") or []:
-        if ";" in requirement:  # an extra's, or for another platform
-            continue
-        name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
-        lines.append(f"{name}=={importlib.metadata.version(name).split('+')[0]}")
-    return "\n".join(sorted(lines)) + "\n"
-
-
-def project_files(root: Path = PROJECT_ROOT) -> list[Path]:
-    """What pip needs to install the package from source: pyproject.toml, README.md (its
-    readme) and the folders of the packages pyproject.toml names, hidden tests and reference
-    included. Not the tests, the release, .git or .venv."""
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
-        raise UsageError(f"the bundle is built from the project's source tree, and {root} has no "
-                         "pyproject.toml (run it from a checkout: pip install -e .)")
-    packages = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]
-    files = [pyproject, root / "README.md"]
-    for top in sorted({name.split(".")[0] for name in packages}):
-        files += [path for path in (root / top).rglob("*") if path.is_file()
-                  and not _SKIPPED & set(path.relative_to(root).parts) and path.suffix != ".pyc"]
-    return sorted(files)
-
-
-def write_bundle(out: Path, root: Path = PROJECT_ROOT) -> list[str]:
-    """Write the autograder zip: setup.sh and run_autograder at its root, constraints.txt, and
-    the project's source under vae-assignment/. Returns the names in the zip."""
-    if out.is_dir():
-        raise UsageError(f"{out} is a folder: give the zip file to write, e.g. {out / 'autograder.zip'}")
-    entries = {"setup.sh": (setup_script().encode(), 0o755),
-               "run_autograder": (RUN_AUTOGRADER.read_bytes(), 0o755),
-               "constraints.txt": (constraints().encode(), 0o644)}
-    for path in project_files(root):
-        entries[f"{BUNDLE_PROJECT}/{path.relative_to(root).as_posix()}"] = (path.read_bytes(), 0o644)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-        for name, (data, mode) in entries.items():
-            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            info.external_attr = (0o100000 | mode) << 16  # a regular file with these permissions
-            info.compress_type = zipfile.ZIP_DEFLATED
-            bundle.writestr(info, data)
-    partial.replace(out)
-    return list(entries)
-
-
-def main_bundle(out: Path) -> int:
-    names = write_bundle(out)
-    print(f"wrote {out} ({len(names)} files, {out.stat().st_size / 2**20:.1f} MiB): on Gradescope, create a "
-          "Programming Assignment, then Configure Autograder > Zip file upload (base image Ubuntu 22.04)")
-    return 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Gradescope's `run_autograder` (copied into the bundle under that name by autograder/gradescope.py).
+"""Gradescope's `run_autograder` (copied into the bundle under that name by autograder/gradescope_bundle.py).
 
 Grades the one submission in $AUTOGRADER_ROOT/submission (default /autograder) into
 $AUTOGRADER_ROOT/results/results.json with `vae-assignment grade FILE --gradescope ...`, the

@@ -1,16 +1,15 @@
 """Grade one submission: read it, run the hidden tests against it in a worker, build its record.
 
-The record is plain data (the JSON format in README.md): it is what a process pool or a
-cluster sends back, and what every output (JSON, CSV, Gradescope) is written from.
+The record is plain data (record.py): it is what a process pool or a cluster sends back,
+and what every output (JSON, CSV, Gradescope) is written from.
 """
 from __future__ import annotations
 
 import torch
 
-from autograder import sandbox
+from autograder import record, sandbox
 from autograder.collect import Submission, SubmissionError, read_cells
-from autograder.contract import TOTAL_POINTS
-from autograder.scoring import not_graded, problems_from, run_hidden_tests
+from autograder.scoring import not_graded, run_hidden_tests
 from autograder.worker_client import Limits, Student
 
 
@@ -35,32 +34,22 @@ def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None
         return unreadable(submission, f"the file cannot be read: {error.strerror}")
     student = Student(cells, limits)
     try:
-        problems = problems_from(run_hidden_tests(student))
+        problems = record.problems_from(run_hidden_tests(student))
         checks = student.visible_checks() if visible_checks else None
     finally:
         student.close()
     if timing is not None:
         timing.update(student.timing)
-    graded = record(submission, problems, None, student.load_errors, student.facts)
+    graded = _record(submission, problems, None, student.load_errors, student.facts)
     return graded if checks is None else {**graded, "visible_checks": checks}
 
 
 def unreadable(submission: Submission, reason: str) -> dict:
     """The record of a submission that could not be read: every test not graded, for `reason`."""
-    return record(submission, problems_from(not_graded(reason)), reason)
+    return _record(submission, record.problems_from(not_graded(reason)), reason)
 
 
-def record(submission: Submission, problems: dict, error: str | None,
-           cell_errors: list[tuple[str, str]] = (), model: dict | None = None) -> dict:
-    return {
-        "id": submission.id,
-        "path": str(submission.path),
-        "score": sum(p["score"] for p in problems.values()),
-        "max_score": TOTAL_POINTS,
-        "error": error,
-        "cell_errors": [{"cell": label, "error": message} for label, message in cell_errors],
-        "problems": problems,
-        # The trained model's held-out ELBO and the reference's (nats per image), when trained.
-        "model": {"heldout_elbo": None, "reference_heldout_elbo": None, **(model or {})},
-        "isolation": sandbox.detect().level,  # how student code was contained: bubblewrap or process
-    }
+def _record(submission: Submission, problems: dict, error: str | None,
+            cell_errors: list[tuple[str, str]] = (), model: dict | None = None) -> dict:
+    return record.build(submission.id, str(submission.path), problems, error, sandbox.detect().level,
+                        cell_errors, model)

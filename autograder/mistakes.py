@@ -6,7 +6,7 @@ student's result is not the expected one, `recognise` looks for a mistake whose 
 it matches. Mistakes of `reparameterize` and `VAE` are statistical or structural: they
 have no `wrong` here, the hidden tests recognise them and look their hint up by code.
 
-The codes are the ones `tests/catalogue.py` refers to; the evidence for each mistake is in
+The codes are the ones `autograder/catalogue.py` refers to; the evidence for each mistake is in
 ANCHORS.md ("Realistic mistakes seen in public code").
 """
 from __future__ import annotations

@@ -1,20 +1,19 @@
-"""Write grading records as JSON, a CSV gradebook and a summary table (Gradescope: gradescope.py)."""
+"""Write grading records: the writers of `grade`'s output files (JSON, a CSV gradebook,
+Gradescope's results.json), and the summary table it prints."""
 from __future__ import annotations
 
 import csv
 import json
 import re
 import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.contract import PROBLEM_LABELS, PROBLEMS, TOTAL_POINTS
 from autograder.files import write_atomically
-
-FORMAT_VERSION = 1
-
-
-def json_document(records: list[dict]) -> dict:
-    return {"format": "vae-assignment-grades", "version": FORMAT_VERSION, "submissions": records}
+from autograder.gradescope import write_gradescope
+from autograder.record import json_document
 
 
 def write_json(path: Path, records: list[dict]) -> None:
@@ -53,6 +52,27 @@ def write_csv(path: Path, records: list[dict]) -> None:
         rows.append([record["id"], *(record["problems"][p]["score"] for p in PROBLEMS),
                      record["score"], record["max_score"], record["error"] or ""])
     write_atomically(path, csv_text(rows))
+
+
+def write_gradescope_results(path: Path, records: list[dict], timings: dict[str, dict]) -> None:
+    """Gradescope's results.json of the one submission graded (gradescope.py)."""
+    (record,) = records
+    write_gradescope(path, record, timings.get(record["id"], {}).get("total", 0.0))
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One output file of `grade`: the option that names it (`--json FILE`) and how it is written
+    from the records and each graded submission's timing (seconds, by id)."""
+    option: str
+    write: Callable[[Path, list[dict], dict[str, dict]], None]
+
+
+WRITERS = (
+    Writer("json", lambda path, records, _timings: write_json(path, records)),
+    Writer("csv", lambda path, records, _timings: write_csv(path, records)),
+    Writer("gradescope", write_gradescope_results),
+)
 
 
 def timing_summary(timings: list[dict]) -> str:

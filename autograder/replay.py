@@ -26,6 +26,7 @@ from hypothesis.errors import StopTest, UnsatisfiedAssumption
 from assignment.public import vae_course
 from autograder import exact_json, reference_cache
 from autograder.collect import read_cells
+from autograder.hidden_pytest import run_pytest
 from autograder.untrusted import wire
 from autograder.untrusted.worker import Server
 from autograder.worker_client import Limits, Student, StudentError
@@ -186,8 +187,6 @@ def recorded_examples() -> dict[str, list[Example]]:
 
 
 def record_examples() -> dict[str, list[Example]]:
-    from autograder.scoring import run_pytest
-
     plugin = RecordingPlugin()
     run_pytest([], plugin)
     return plugin.examples

@@ -1,6 +1,6 @@
 """The class report: where the class stands and what to re-teach, from the grader's JSON alone.
 
-`build_report` reads a grades file (README.md, "Output formats"), checks that it is one, and
+`build_report` reads a grades file (record.py), checks that it is one, and
 writes `report.html`, which opens offline (its plots are embedded as data URIs), with the
 same plots beside it as PNG files: the score histograms, the tests the class failed most,
 the recognised mistakes ranked by how many students made them (with the hint that feedback
@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN, PROBLEMS
-from autograder.outputs import FORMAT_VERSION
+from autograder.record import InvalidRecord, records_of
 
-FORMAT = "vae-assignment-grades"
-STATUSES = ("passed", "failed", "error")
 TOP_TESTS = 15           # bars in the chart of the most failed tests (the table lists them all)
 STUDENTS_LISTED = 12     # ids shown per mistake before "and N more"
 REASON_CHARS = 300       # a reason is the first line of the message, cut to this length
@@ -37,54 +35,6 @@ class ReportError(Exception):
 
 
 # ------------------------------------------------------------------------ reading the JSON
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require(mapping: dict, key: str, where: str, check, expected: str):
-    if key not in mapping:
-        raise ReportError(f"{where} has no {key!r}")
-    if not check(mapping[key]):
-        raise ReportError(f"{where}.{key} is {mapping[key]!r:.60}; expected {expected}")
-    return mapping[key]
-
-
-def _check_record(record: object, where: str) -> None:
-    if not isinstance(record, dict):
-        raise ReportError(f"{where} is not an object")
-    _require(record, "id", where, lambda v: isinstance(v, str) and v, "a non-empty string")
-    _require(record, "score", where, _is_number, "a number")
-    _require(record, "max_score", where, _is_number, "a number")
-    _require(record, "error", where, lambda v: v is None or isinstance(v, str), "a string or null")
-    problems = _require(record, "problems", where, lambda v: isinstance(v, dict) and v, "an object of problems")
-    for name, problem in problems.items():
-        at = f"{where}.problems.{name}"
-        if not isinstance(problem, dict):
-            raise ReportError(f"{at} is not an object")
-        _require(problem, "score", at, _is_number, "a number")
-        _require(problem, "max_score", at, _is_number, "a number")
-        tests = _require(problem, "tests", at, lambda v: isinstance(v, list), "a list of tests")
-        for index, test in enumerate(tests):
-            here = f"{at}.tests[{index}]"
-            if not isinstance(test, dict):
-                raise ReportError(f"{here} is not an object")
-            for key in ("name", "description", "message"):
-                _require(test, key, here, lambda v: isinstance(v, str), "a string")
-            _require(test, "max_score", here, _is_number, "a number")
-            _require(test, "status", here, lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}")
-            _require(test, "mistake", here, lambda v: v is None or isinstance(v, str), "a string or null")
-    # `model` came later in version 1: absent means not recorded.
-    model = record.get("model")
-    if model is not None:
-        if not isinstance(model, dict):
-            raise ReportError(f"{where}.model is not an object")
-        for key in ("heldout_elbo", "reference_heldout_elbo"):
-            if model.get(key) is not None and not _is_number(model[key]):
-                raise ReportError(f"{where}.model.{key} is {model[key]!r:.60}; expected a number or null")
-        if "flagged" in model and model["flagged"] is not True:
-            raise ReportError(f"{where}.model.flagged is {model['flagged']!r:.60}; expected true (or no key)")
-
-
 def load_grades(path: Path) -> list[dict]:
     """The records of a grades file, checked; ReportError says what is wrong and where."""
     try:
@@ -94,21 +44,9 @@ def load_grades(path: Path) -> list[dict]:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReportError(f"{path}: not a JSON file ({error})") from None
     try:
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise ReportError(f'not a grades file of vae-assignment (no "format": "{FORMAT}"); '
-                              "write one with `vae-assignment grade ... --json FILE`")
-        if document.get("version") != FORMAT_VERSION:
-            raise ReportError(f"grades format version {document.get('version')!r} is not supported; "
-                              f"this grader reads version {FORMAT_VERSION}")
-        records = _require(document, "submissions", "the document", lambda v: isinstance(v, list), "a list")
-        for index, record in enumerate(records):
-            _check_record(record, f"submissions[{index}]")
-    except ReportError as error:
+        return records_of(document)
+    except InvalidRecord as error:
         raise ReportError(f"{path}: {error}") from None
-    ids = Counter(r["id"] for r in records)
-    if any(n > 1 for n in ids.values()):
-        raise ReportError(f"{path}: two submissions share the id {next(i for i, n in ids.items() if n > 1)!r}")
-    return records
 
 
 # ------------------------------------------------------------------------- the summaries

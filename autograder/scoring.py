@@ -5,23 +5,16 @@ its first docstring line is its description. A test scores all of its points or 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 from pathlib import Path
 
 import pytest
 
-from autograder.contract import PROBLEM_POINTS
+from autograder.hidden_pytest import run_pytest
 from autograder.replay import Example, recorded_examples, replay, test_key
 from autograder.worker_client import Student, StudentError, WorkerFailure
 
-HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
 MESSAGE_CHARS = 3000
-# Plugins a grading run does not need; unraisableexception alone costs 0.4 s per run (gc.collect).
-PYTEST_ARGS = ["-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings", "-p", "no:randomly",
-               "-p", "no:unraisableexception", "-p", "no:threadexception", "-p", "no:logging",
-               "-p", "no:faulthandler", "-o", "python_files=test_*.py", "-o", "addopts="]
 
 
 def problem_of(item: pytest.Item) -> str:
@@ -112,22 +105,6 @@ class CollectingPlugin:
                                "max_score": item.get_closest_marker("points").args[0]})
 
 
-class NativeTracebacks:
-    """Python's own traceback in pytest's failure reports, which nothing reads (a record's
-    message comes from the exception): pytest's own parses the test's source, about 0.3 s of
-    grader CPU per submission that fails tests. (`--tb` belongs to the terminal plugin, which is off.)"""
-
-    def pytest_configure(self, config: pytest.Config) -> None:
-        config.option.tbstyle = "native"
-
-
-def run_pytest(extra: list[str], plugin: object) -> None:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = pytest.main([str(HIDDEN_TESTS), *PYTEST_ARGS, *extra], plugins=[plugin, NativeTracebacks()])
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        raise RuntimeError(f"the hidden tests could not run (pytest exit code {int(code)})")
-
-
 def run_hidden_tests(student: Student, select: str | None = None, use_replay: bool = True) -> list[dict]:
     """Every hidden test's record, in file and definition order. Hypothesis tests replay the
     reference's examples (replay.py) when `use_replay`, else run under hypothesis alone."""
@@ -147,14 +124,3 @@ def not_graded(reason: str) -> list[dict]:
     """Zero records for every hidden test of a submission that could not be read."""
     return [{**test, "score": 0, "status": "error", "message": f"Not graded: {reason}", "mistake": None}
             for test in hidden_tests()]
-
-
-def problems_from(results: list[dict]) -> dict[str, dict]:
-    """Group test records by contract problem, in contract order, with sums."""
-    problems = {name: {"score": 0, "max_score": 0, "tests": []} for name in PROBLEM_POINTS}
-    for record in results:
-        problem = problems[record["problem"]]
-        problem["tests"].append({k: v for k, v in record.items() if k not in ("problem", "seconds")})
-        problem["score"] += record["score"]
-        problem["max_score"] += record["max_score"]
-    return problems

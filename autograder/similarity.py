@@ -15,7 +15,7 @@ student who copied all of a classmate's code and added some is still found.
 
 `FLAG_SCORE`, the score from which a pair is flagged, lies midway between what independently
 written correct solutions score against each other (the reference and the correct variants
-of tests/catalogue.py) and what disguised copies of them score (benchmarks/README.md, "Similar
+of autograder/catalogue.py) and what disguised copies of them score (benchmarks/README.md, "Similar
 code", has the numbers; tests/test_similarity.py keeps both a margin away from it). The page
 also gives the class's own distribution of scores, to judge a flagged pair against.
 """

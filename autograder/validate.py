@@ -2,9 +2,7 @@
 each catalogued mistake a loss in its own problem only, and each correct variant 100."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +11,11 @@ import nbformat
 
 from assignment.notebook import SOURCE_NOTEBOOK_NAME, build_notebook
 from assignment.release import build_release
+from autograder import catalogue
 from autograder.batch import grade_all
 from autograder.collect import find_submissions
 from autograder.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
 from autograder.outputs import timing_summary
-
-ROOT = Path(__file__).resolve().parent.parent
-CATALOGUE = ROOT / "tests" / "catalogue.py"
 
 
 @dataclass(frozen=True)
@@ -29,20 +25,9 @@ class Expectation:
     hint: str | None = None
 
 
-def load_catalogue():
-    if not CATALOGUE.is_file():
-        raise FileNotFoundError(f"the catalogue {CATALOGUE} is missing: run validate from a checkout of the repository")
-    spec = importlib.util.spec_from_file_location("vae_catalogue", CATALOGUE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_cases(folder: Path) -> dict[str, Expectation]:
     """Write every validation submission into `folder`; what each one must score."""
-    catalogue = load_catalogue()
-    shutil.copy(ROOT / "solutions" / "vae.py", folder / "reference_module.py")
+    shutil.copy(catalogue.REFERENCE_PATH, folder / "reference_module.py")
     nbformat.write(build_notebook(), folder / "reference_notebook.ipynb")
     release = build_release(folder.parent / "release")
     shutil.copy(release / SOURCE_NOTEBOOK_NAME, folder / "release_stubs.ipynb")

@@ -22,8 +22,8 @@ from autograder import model_check
 from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
 from autograder.grading import prepare_process
 from autograder.worker_client import Student
-from tests.catalogue import CORRECT, MISTAKES, build_source
-from tests.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
+from autograder.catalogue import CORRECT, MISTAKES, build_source
+from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 
 
 @dataclass(frozen=True)

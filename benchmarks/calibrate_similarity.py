@@ -1,7 +1,7 @@
 """Where `vae-assignment similarity` should flag a pair, and how long a class of N takes.
 
-Scores every pair of the class of tests/test_similarity.py (the reference and the correct
-variants of tests/catalogue.py, each handed in alone, and disguised copies of four of them)
+Scores every pair of the class of benchmarks/similarity_class.py (the reference and the correct
+variants of autograder/catalogue.py, each handed in alone, and disguised copies of four of them)
 and prints the highest score of two independent solutions against the lowest of a copy
 against its original: FLAG_SCORE lies between. With `--n N`, also times the comparison of the
 benchmark class of N notebooks (benchmarks/make_class.py), reading included; with
@@ -23,9 +23,9 @@ from assignment.notebook import ASSIGNMENT, SOURCE_NOTEBOOK_NAME
 from autograder import similarity
 from autograder.collect import find_submissions
 from autograder.contract import PROBLEMS
+from autograder.handed_in import cell_by_id
 from benchmarks.make_class import new_course, write_class as write_benchmark_class
-from tests.test_nbgrader import cell_by_id
-from tests.test_similarity import independent, write_class
+from benchmarks.similarity_class import independent, write_class
 
 
 def calibrate(folder: Path) -> None:

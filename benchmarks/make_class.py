@@ -2,7 +2,7 @@
 
 The notebooks are the release notebook with its solution cells filled in, as a student hands
 it in (unexecuted): the reference, the correct variants and the realistic mistakes of
-tests/catalogue.py, drawn with a seeded generator, plus a few hostile notebooks (a function
+autograder/catalogue.py, drawn with a seeded generator, plus a few hostile notebooks (a function
 that never returns, one that kills or crashes the process, one that prints megabytes).
 
 The hostile notebooks sit in the second half of the class: nbgrader autograde, which the
@@ -25,8 +25,9 @@ from nbformat import NotebookNode
 
 from assignment.notebook import ASSIGNMENT, SOURCE_NOTEBOOK_NAME
 from assignment.release import build_release
-from tests.catalogue import CORRECT, MISTAKES, PROBLEMS, Variant, top_level_spans
-from tests.test_nbgrader import cell_by_id, student_notebooks
+from autograder.catalogue import CORRECT, MISTAKES, Variant, top_level_spans
+from autograder.contract import PROBLEMS
+from autograder.handed_in import cell_by_id, reference_notebook
 
 REFERENCE = "reference"
 # Shares of a class: the reference as handed out in solutions, the correct rewrites, the
@@ -120,7 +121,7 @@ def write_class(course: Path, n: int, *, hostile: int = 3, seed: int = 0) -> dic
     """Write course/submitted/<student>/vae/vae.ipynb for n students; student -> variant name.
     `course` is a course directory from build_release (its release notebook is filled in)."""
     release_nb = nbformat.read(course / "release" / ASSIGNMENT / SOURCE_NOTEBOOK_NAME, as_version=4)
-    reference = student_notebooks(release_nb)[REFERENCE]
+    reference = reference_notebook(release_nb)
     variants = {v.name: v for v in (*CORRECT, *MISTAKES, *HOSTILE)}
     names = composition(n, hostile, seed)
     notebooks = {name: reference if name == REFERENCE else patched_notebook(reference, variants[name])

@@ -29,7 +29,7 @@ from benchmarks import report
 from benchmarks.dask_cluster import ClusterError, local_cluster, require_distributed
 from benchmarks.make_class import REFERENCE, new_course, write_class
 from benchmarks.measure import Measured, psutil, run_measured
-from tests.catalogue import CORRECT, MISTAKES
+from autograder.catalogue import CORRECT, MISTAKES
 
 HOSTILE_DEFAULT = 3
 CORRECT_NAMES = {variant.name for variant in CORRECT}

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.catalogue import (
-    ALL, CORRECT, MISTAKES, PROBLEMS, Variant, build_source, reference_source, write_submissions,
+from autograder.catalogue import (
+    ALL, CORRECT, MISTAKES, Variant, build_source, reference_source, write_submissions,
 )
+from autograder.contract import PROBLEMS
 
 DETERMINISTIC = (
     "gaussian_kl", "bernoulli_log_likelihood", "elbo", "gaussian_log_density", "iwae_bound",

@@ -21,7 +21,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from tests.catalogue import MISTAKES, build_source  # noqa: E402
+from autograder.catalogue import MISTAKES, build_source  # noqa: E402
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parent.parent

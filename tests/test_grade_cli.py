@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.cli import EXIT_OK, EXIT_USAGE, main
+from autograder.cli import main
+from autograder.pipeline import EXIT_OK, EXIT_USAGE
 from autograder.contract import PROBLEMS
 
 REFERENCE = Path(__file__).resolve().parent.parent / "solutions" / "vae.py"

@@ -22,13 +22,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from autograder.cli import EXIT_OK, EXIT_USAGE, main
+from autograder.cli import main
 from autograder.collect import UsageError, find_submissions
-from autograder.gradescope import gradescope_results, write_bundle
+from autograder.gradescope import gradescope_results
+from autograder.gradescope_bundle import write_bundle
 from autograder.gradescope_run import choose
 from autograder.grading import grade
+from autograder.pipeline import EXIT_OK, EXIT_USAGE
 from autograder.worker_client import Student
-from tests.catalogue import MISTAKES, build_source
+from autograder.catalogue import MISTAKES, build_source
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent
@@ -109,6 +111,10 @@ def test_setup_sh_is_valid_bash_and_pins_this_torch(source):
     assert f'"torch=={torch_version}" --index-url https://download.pytorch.org/whl/cpu' in text
     assert "bubblewrap" in text and "python3.11 -m venv" in text and "/usr/local/bin/vae-assignment" in text
     assert f"torch=={torch_version}\n" in (source / "constraints.txt").read_text()
+    # closed to other users: the hidden tests, the reference, and the catalogue's correct variants
+    (chmod,) = [line for line in text.splitlines() if line.startswith("chmod -R o=")]
+    assert all(f'"$SITE/{path}"' in chmod.split() for path in ("autograder/hidden_tests", "solutions",
+                                                              "autograder/catalogue.py"))
 
 
 def test_the_bundled_source_builds_the_package_with_its_hidden_tests(source, tmp_path):

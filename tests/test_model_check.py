@@ -8,7 +8,7 @@ import torch
 from autograder import model_check, sandbox
 from autograder.contract import ELBO_MARGIN
 from autograder.worker_client import Limits, Student, StudentError
-from tests.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
+from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
 SHORT = {"steps": 60, "batch_size": 64, "lr": 1e-2, "seed": 3, "check_every": 20}

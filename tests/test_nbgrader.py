@@ -36,7 +36,8 @@ from autograder.collect import Submission
 from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.grading import grade
 from autograder.scoring import HIDDEN_TESTS
-from tests.catalogue import ALL
+from autograder.catalogue import ALL
+from autograder.handed_in import cell_by_id, reference_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,6 @@ CORRECT = "correct_torch_distributions"
 TAMPERED = "kl_missing_half"  # also replaces its locked check cell by one that passes
 TAMPERED_CELL = "check_gaussian_kl"
 DELETED_CELL = "check_VAE"  # the correct variant hands in its notebook without it
-ANSWER = "The closed form has no sampling noise, so the estimate and its gradients vary less."
 MARK = f"pwned-{uuid.uuid4().hex[:8]}"  # the name of every file the snooping notebook writes
 
 # Stubs plus one cell each: what a student who wants unearned points adds. Each one fooled
@@ -126,29 +126,9 @@ needs_sandbox = pytest.mark.skipif(
 )
 
 
-def meta(cell: NotebookNode) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def cell_by_id(nb: NotebookNode, grade_id: str) -> NotebookNode:
-    (cell,) = [c for c in nb.cells if meta(c).get("grade_id") == grade_id]
-    return cell
-
-
-def without_solution_markers(source: str) -> str:
-    return "\n".join(line for line in source.split("\n")
-                     if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
-
-
 def student_notebooks(release_nb: NotebookNode) -> dict[str, NotebookNode]:
     """What each student hands in: the release notebook with their solution cells filled in."""
-    source_nb = build_notebook()
-    reference = nbformat.from_dict(release_nb)
-    for name in PROBLEM_POINTS:
-        cell_by_id(reference, name).source = without_solution_markers(cell_by_id(source_nb, name).source)
-    for cell in reference.cells:  # the written questions, answered
-        if cell.cell_type == "markdown" and meta(cell).get("grade") and meta(cell).get("solution"):
-            cell.source = ANSWER
+    reference = reference_notebook(release_nb)
     notebooks = {"reference": reference, "stubs": nbformat.from_dict(release_nb)}
     for name in (*MISTAKES, CORRECT):
         nb = nbformat.from_dict(reference)

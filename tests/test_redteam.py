@@ -27,8 +27,9 @@ import pytest
 
 from autograder import sandbox, template_client
 from autograder.batch import grade_all
-from autograder.cli import EXIT_USAGE, main
+from autograder.cli import main
 from autograder.collect import find_submissions
+from autograder.pipeline import EXIT_USAGE
 from autograder.scoring import MESSAGE_CHARS
 from autograder.worker_client import Limits, Student
 

@@ -18,7 +18,7 @@ from autograder.replay import examples_from_json, examples_to_json, recorded_exa
 from autograder.untrusted.wire import raw_bytes
 from autograder.scoring import hidden_tests, run_hidden_tests
 from autograder.worker_client import Student
-from tests.catalogue import ALL, REFERENCE_PATH, build_source
+from autograder.catalogue import ALL, REFERENCE_PATH, build_source
 
 VARIANTS = {variant.name: variant for variant in ALL}
 # A mistake caught in the first example, one caught later, one carried forward into elbo,

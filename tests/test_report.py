@@ -12,6 +12,7 @@ import pytest
 from autograder import outputs
 from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, PROBLEMS
 from autograder.mistakes import MISTAKES
+from autograder.record import json_document
 from autograder.report import ReportError, build_report, main_report
 
 REFERENCE = Path(__file__).resolve().parent.parent / "solutions" / "vae.py"
@@ -289,7 +290,7 @@ def test_a_flagged_model_is_listed_for_review(tmp_path):
 
 
 def _broken(document_change) -> str:
-    document = outputs.json_document(class_records())
+    document = json_document(class_records())
     document_change(document)
     return json.dumps(document)
 
@@ -386,7 +387,7 @@ def test_a_graded_class_gives_a_report_that_agrees_with_its_json(tmp_path):
     """Reference, stubs, two catalogued mistakes and a hostile submission, through
     `vae-assignment grade --report` (grades.json is written beside the report)."""
     from autograder.cli import main
-    from tests.catalogue import MISTAKES as CATALOGUE, Variant, build_source, write_submissions
+    from autograder.catalogue import MISTAKES as CATALOGUE, Variant, build_source, write_submissions
 
     folder = tmp_path / "class"
     folder.mkdir()

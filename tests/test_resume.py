@@ -19,10 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from autograder.catalogue import MISTAKES, build_source
 from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
-from autograder.store import InvalidRecord, Key, ResultStore, StoreError, validate_record
+from autograder.record import InvalidRecord, validate_record
+from autograder.store import Key, ResultStore, StoreError
 from autograder.version import grader_version, grading_sources
-from tests.catalogue import MISTAKES, build_source
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY = Key("ada", "0" * 64, "0.1.0+test")
@@ -84,15 +85,20 @@ def test_a_damaged_row_is_ignored(tmp_path, row):
 
 def test_validate_record_says_what_is_wrong():
     assert validate_record(make_record()) == make_record()
-    with pytest.raises(InvalidRecord, match="score 101 is not within 0..100"):
+    with pytest.raises(InvalidRecord, match=r"the record.score is 101; expected a number within 0..100"):
         validate_record({**make_record(), "score": 101})
-    with pytest.raises(InvalidRecord, match="must have the keys"):
+    with pytest.raises(InvalidRecord, match="the record has no 'path'"):
         validate_record({"id": "ada"})
+    with pytest.raises(InvalidRecord, match="the record has an unknown key 'grade'"):
+        validate_record({**make_record(), "grade": "A"})
+    with pytest.raises(InvalidRecord, match=r"the record.problems.elbo.score is 0; expected the sum of its tests'"):
+        validate_record({**make_record(), "problems": {**make_record()["problems"], "elbo": {
+            **make_record()["problems"]["elbo"], "score": 0}}, "score": TOTAL_POINTS - 10})
     with pytest.raises(InvalidRecord, match="plain JSON"):
         validate_record({**make_record(), "model": {("not", "text"): None}})
     flagged = {**make_record(), "model": {**make_record()["model"], "flagged": True}}
     assert validate_record(flagged) == flagged
-    with pytest.raises(InvalidRecord, match="flagged must be true"):
+    with pytest.raises(InvalidRecord, match="flagged is False; expected true"):
         validate_record({**make_record(), "model": {**make_record()["model"], "flagged": False}})
 
 

@@ -13,7 +13,7 @@ import pytest
 from assignment.notebook import BEGIN_SOLUTION, END_SOLUTION, SOURCE_NOTEBOOK_NAME, build_notebook
 from assignment.release import build_release, execute_notebook
 from autograder.mistakes import MISTAKES
-from tests.catalogue import MISTAKES as CATALOGUE, build_source
+from autograder.catalogue import MISTAKES as CATALOGUE, build_source
 
 HINTS = {m.code: m.hint for m in MISTAKES}
 TARGET = json.loads((Path(__file__).resolve().parents[1] / "assignment" / "public"

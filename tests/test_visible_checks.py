@@ -19,7 +19,7 @@ from assignment.check_values import CASES, OUTPUT, build_check_values
 from autograder.contract import PROBLEM_POINTS
 from autograder.mistakes import MISTAKES, mistakes_for, recognise
 from solutions import vae as ref
-from tests.catalogue import CORRECT, MISTAKES as CATALOGUE_MISTAKES, build_source
+from autograder.catalogue import CORRECT, MISTAKES as CATALOGUE_MISTAKES, build_source
 
 PUBLIC = Path(__file__).resolve().parents[1] / "assignment" / "public"
 sys.path.insert(0, str(PUBLIC))

@@ -19,10 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "solutions" / "vae.py"
-PROBLEMS = (
-    "gaussian_kl", "reparameterize", "bernoulli_log_likelihood", "elbo",
-    "gaussian_log_density", "iwae_bound", "VAE",
-)
 
 
 @dataclass(frozen=True)

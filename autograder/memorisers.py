@@ -1,7 +1,7 @@
 """Two VAEs that cheat the held-out evaluation, for the model check's tests and calibration:
 each is the reference VAE plus code that serves the held-out images from memory, so that
 scored honestly it is exactly the reference."""
-from tests.catalogue import reference_source
+from autograder.catalogue import reference_source
 
 REFERENCE = reference_source()
 
