@@ -32,12 +32,12 @@ from assignment.notebook import (
 )
 from assignment.release import COURSE_ID, build_release
 from autograder import mistakes, sandbox
+from autograder.catalogue import ALL
 from autograder.collect import Submission
 from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.grading import grade
-from autograder.scoring import HIDDEN_TESTS
-from autograder.catalogue import ALL
 from autograder.handed_in import cell_by_id, reference_notebook
+from autograder.hidden_pytest import HIDDEN_TESTS
 
 pytestmark = pytest.mark.slow
 
