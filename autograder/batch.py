@@ -28,7 +28,8 @@ from autograder.collect import Submission, UsageError
 from autograder.grading import grade, prepare_process, unreadable
 from autograder.store import InvalidRecord, Key, ResultStore, validate_record
 from autograder.version import grader_version
-from autograder.worker_client import Limits
+from autograder.isolation import sandbox
+from autograder.isolation.limits import Limits
 
 STOP_SECONDS = 10.0  # for pool processes to stop after Ctrl-C before they are killed
 STOPPED_STATUS = 128 + signal.SIGTERM  # a pool process's exit status after it was stopped
@@ -219,7 +220,7 @@ def _look_up(submissions: list[Submission], store: ResultStore | None, regrade: 
         try:
             loaded = submission.loaded()
         except OSError as error:
-            known[submission.id] = unreadable(submission, f"the file cannot be read: {error.strerror}")
+            known[submission.id] = unreadable(submission, f"the file cannot be read: {error.strerror}", sandbox.detect())
             continue
         key = Key(submission.id, loaded.sha256, version)
         stored = None if store is None or regrade else store.get(key)

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from autograder.worker_client import Limits
+from autograder.isolation.limits import Limits
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -87,7 +87,7 @@ def _grade(args: argparse.Namespace) -> int:
     if args.gradescope and len(submissions) != 1:
         print("--gradescope writes one submission's results.json: give exactly one submission", file=sys.stderr)
         return EXIT_USAGE
-    from autograder import sandbox
+    from autograder.isolation import sandbox
 
     isolation = sandbox.detect()
     if args.require_sandbox and not isolation.sandboxed:

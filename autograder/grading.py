@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from autograder import sandbox
 from autograder.collect import Submission, SubmissionError, read_cells
 from autograder.contract import TOTAL_POINTS
 from autograder.scoring import not_graded, problems_from, run_hidden_tests
-from autograder.worker_client import Limits, Student
+from autograder.isolation import sandbox
+from autograder.isolation.limits import Limits
+from autograder.worker_client import Student
 
 
 def prepare_process() -> None:
@@ -20,20 +21,22 @@ def prepare_process() -> None:
 
 
 def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None = None, *,
-          visible_checks: bool = False) -> dict:
+          visible_checks: bool = False, isolation: sandbox.Isolation | None = None) -> dict:
     """The submission's record: scores per problem and test, and an error when it was unreadable.
     `timing`, when given, receives the seconds spent starting workers and training the model.
     `visible_checks` adds the notebook's visible checks (for Gradescope), run after the hidden
-    tests so that they cannot change a score."""
-    if limits.require_sandbox and not sandbox.detect().sandboxed:
-        raise sandbox.SandboxUnavailable(f"the sandbox is required but not usable: {sandbox.detect().reason}")
+    tests so that they cannot change a score. `isolation`: this process's, detected once
+    (sandbox.detect() when not given)."""
+    isolation = isolation or sandbox.detect()
+    if limits.require_sandbox:
+        sandbox.require(isolation)
     try:
         cells = read_cells(submission.path, submission.content)
     except SubmissionError as error:
-        return unreadable(submission, str(error))
+        return unreadable(submission, str(error), isolation)
     except OSError as error:
-        return unreadable(submission, f"the file cannot be read: {error.strerror}")
-    student = Student(cells, limits)
+        return unreadable(submission, f"the file cannot be read: {error.strerror}", isolation)
+    student = Student(cells, limits, isolation)
     try:
         problems = problems_from(run_hidden_tests(student))
         checks = student.visible_checks() if visible_checks else None
@@ -41,16 +44,16 @@ def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None
         student.close()
     if timing is not None:
         timing.update(student.timing)
-    graded = record(submission, problems, None, student.load_errors, student.facts)
+    graded = record(submission, problems, None, isolation, student.load_errors, student.facts)
     return graded if checks is None else {**graded, "visible_checks": checks}
 
 
-def unreadable(submission: Submission, reason: str) -> dict:
+def unreadable(submission: Submission, reason: str, isolation: sandbox.Isolation) -> dict:
     """The record of a submission that could not be read: every test not graded, for `reason`."""
-    return record(submission, problems_from(not_graded(reason)), reason)
+    return record(submission, problems_from(not_graded(reason)), reason, isolation)
 
 
-def record(submission: Submission, problems: dict, error: str | None,
+def record(submission: Submission, problems: dict, error: str | None, isolation: sandbox.Isolation,
            cell_errors: list[tuple[str, str]] = (), model: dict | None = None) -> dict:
     return {
         "id": submission.id,
@@ -62,5 +65,5 @@ def record(submission: Submission, problems: dict, error: str | None,
         "problems": problems,
         # The trained model's held-out ELBO and the reference's (nats per image), when trained.
         "model": {"heldout_elbo": None, "reference_heldout_elbo": None, **(model or {})},
-        "isolation": sandbox.detect().level,  # how student code was contained: bubblewrap or process
+        "isolation": isolation.level,  # how student code was contained: bubblewrap or process
     }

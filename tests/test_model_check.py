@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder import model_check, sandbox
+from autograder import model_check
+from autograder.isolation import sandbox
 from autograder.contract import ELBO_MARGIN
-from autograder.worker_client import Limits, Student, StudentError
+from autograder.isolation.limits import Limits
+from autograder.worker_client import Student, StudentError
 from tests.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()

@@ -31,7 +31,8 @@ from assignment.notebook import (
     ASSIGNMENT, BEGIN_SOLUTION, END_SOLUTION, SOURCE_NOTEBOOK_NAME, build_notebook,
 )
 from assignment.release import COURSE_ID, build_release
-from autograder import mistakes, sandbox
+from autograder import mistakes
+from autograder.isolation import sandbox
 from autograder.collect import Submission
 from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.grading import grade

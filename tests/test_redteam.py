@@ -25,12 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sandbox, template_client
 from autograder.batch import grade_all
 from autograder.cli import EXIT_USAGE, main
 from autograder.collect import find_submissions
+from autograder.isolation import sandbox, template_client
+from autograder.isolation.limits import Limits
 from autograder.scoring import MESSAGE_CHARS
-from autograder.worker_client import Limits, Student
+from autograder.worker_client import Student
 
 pytestmark = pytest.mark.slow
 
@@ -355,8 +356,8 @@ def find():
 """
 
 
-@pytest.mark.skipif(bool(template_client.unavailable_reason()),
-                    reason=f"workers are not forked from a template here: {template_client.unavailable_reason()}")
+@pytest.mark.skipif(bool(template_client.unavailable_reason(ISOLATION)),
+                    reason=f"workers are not forked from a template here: {template_client.unavailable_reason(ISOLATION)}")
 def test_a_submission_finds_no_trace_of_the_one_graded_before_it():
     """Workers forked from one template one after the other: files written to /tmp, /dev/shm,
     the working folder and home, and changes to the interpreter, die with the worker."""

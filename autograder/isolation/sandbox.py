@@ -18,8 +18,8 @@ namespace would find an unprivileged process. Otherwise (not root, or that fails
 maps the grader's uid to 65534 in a user namespace of its own.
 
 The resource limits themselves (address space, CPU time, file size, open files, processes)
-are rlimits set on the worker's process before exec (worker_client); they are inherited
-through bubblewrap.
+are rlimits set on the worker's process before exec (process.py, or the template for a
+forked worker); they are inherited through bubblewrap. Their values are in limits.py.
 """
 from __future__ import annotations
 
@@ -37,14 +37,13 @@ from pathlib import Path
 import numpy
 
 from autograder import reference_cache
+from autograder.isolation.limits import PROCESS_MARGIN, TMPFS_BYTES
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 UNTRUSTED_DIR = PROJECT_ROOT / "autograder" / "untrusted"
 PUBLIC_DIR = PROJECT_ROOT / "assignment" / "public"
 DIGITS = PUBLIC_DIR / "digits.npz"
 SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
-TMPFS_BYTES = 256 * 2**20  # each of /tmp and the working folder inside the sandbox
-PROCESS_LIMIT = 512  # RLIMIT_NPROC: tasks (threads included) of the sandbox uid, or margin for one's own uid
 
 
 class SandboxUnavailable(RuntimeError):
@@ -177,14 +176,19 @@ def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...]
     return arguments
 
 
-def wrap(command: list[str], *, workdir: str, isolation: Isolation | None = None, required: bool = False,
+def require(isolation: Isolation) -> None:
+    """Raise SandboxUnavailable unless `isolation` is bubblewrap."""
+    if not isolation.sandboxed:
+        raise SandboxUnavailable(f"the sandbox is required but bubblewrap cannot be used: {isolation.reason}")
+
+
+def wrap(command: list[str], *, workdir: str, isolation: Isolation, required: bool = False,
          shared: tuple[Path, ...] = ()) -> list[str]:
-    """The command that runs `command` with this machine's isolation (unchanged without bwrap).
+    """The command that runs `command` with `isolation` (unchanged without bwrap).
     Inherited file descriptors (the worker's pipes) stay open through bwrap."""
-    isolation = isolation or detect()
     if not isolation.sandboxed:
         if required:
-            raise SandboxUnavailable(f"the sandbox is required but bubblewrap cannot be used: {isolation.reason}")
+            require(isolation)
         return list(command)
     return [*bwrap_arguments(isolation, workdir, shared), *command]
 
@@ -193,11 +197,11 @@ def process_limit(isolation: Isolation) -> int | None:
     """RLIMIT_NPROC for a worker: it counts every task of the worker's real uid, so for the
     grader's own uid it is what that uid runs now plus a margin; None where it does nothing (root)."""
     if isolation.drop_to_nobody:
-        return PROCESS_LIMIT
+        return PROCESS_MARGIN
     uid = os.getuid()
     if uid == 0:
         return None
-    return _tasks_of(uid) + PROCESS_LIMIT
+    return _tasks_of(uid) + PROCESS_MARGIN
 
 
 def _tasks_of(uid: int) -> int:
@@ -256,7 +260,8 @@ def _probe(candidate: Isolation) -> str:
 @functools.lru_cache(maxsize=1)
 def detect() -> Isolation:
     """The isolation this machine gives: the first bubblewrap set-up in which this Python
-    starts, else process isolation (with the reason)."""
+    starts, else process isolation (with the reason). Probed once per process: each process
+    that grades calls it once and passes the result down."""
     candidates, reason = _candidates()
     for candidate in candidates:
         reason = _probe(candidate)
