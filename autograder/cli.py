@@ -88,14 +88,16 @@ def _grade(args: argparse.Namespace) -> int:
         print("--gradescope writes one submission's results.json: give exactly one submission", file=sys.stderr)
         return EXIT_USAGE
     from autograder.isolation import sandbox
+    from autograder.settings import Settings
 
-    isolation = sandbox.detect()
+    limits = Limits(call_seconds=args.call_timeout, submission_seconds=args.submission_timeout,
+                    memory_bytes=args.memory_mb * 2**20, require_sandbox=args.require_sandbox)
+    settings = Settings.from_environment(limits=limits)
+    isolation = sandbox.detect(settings)
     if args.require_sandbox and not isolation.sandboxed:
         print(f"vae-assignment grade: --require-sandbox: bubblewrap cannot be used here ({isolation.reason}); "
               "nothing was graded", file=sys.stderr)
         return EXIT_USAGE
-    limits = Limits(call_seconds=args.call_timeout, submission_seconds=args.submission_timeout,
-                    memory_bytes=args.memory_mb * 2**20, require_sandbox=args.require_sandbox)
     try:
         store = ResultStore(args.db)
     except StoreError as error:
@@ -104,7 +106,7 @@ def _grade(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with store, _sigterm_as_ctrl_c():
-            batch = grade_batch(submissions, jobs=max(1, args.jobs), limits=limits, store=store, regrade=args.regrade,
+            batch = grade_batch(submissions, jobs=max(1, args.jobs), settings=settings, store=store, regrade=args.regrade,
                                 scheduler=args.scheduler, visible_checks=args.gradescope is not None)
     except Interrupted as stop:
         print(f"interrupted: {stop.kept} of {stop.total} graded and kept in {args.db}; "

@@ -10,24 +10,28 @@ import torch
 from autograder.collect import Submission, SubmissionError, read_cells
 from autograder.contract import TOTAL_POINTS
 from autograder.scoring import not_graded, problems_from, run_hidden_tests
+from autograder import reference_cache
 from autograder.isolation import sandbox
-from autograder.isolation.limits import Limits
+from autograder.settings import Settings
 from autograder.worker_client import Student
 
 
-def prepare_process() -> None:
-    """Once per grading process: one torch thread (parallel workers slow each other 4x otherwise)."""
+def prepare_process(settings: Settings) -> None:
+    """Once per grading process: one torch thread (parallel workers slow each other 4x
+    otherwise), and the settings' cache folder."""
     torch.set_num_threads(1)
+    reference_cache.use_folder(settings.cache_folder)
 
 
-def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None = None, *,
+def grade(submission: Submission, settings: Settings = Settings(), timing: dict | None = None, *,
           visible_checks: bool = False, isolation: sandbox.Isolation | None = None) -> dict:
     """The submission's record: scores per problem and test, and an error when it was unreadable.
     `timing`, when given, receives the seconds spent starting workers and training the model.
     `visible_checks` adds the notebook's visible checks (for Gradescope), run after the hidden
     tests so that they cannot change a score. `isolation`: this process's, detected once
-    (sandbox.detect() when not given)."""
-    isolation = isolation or sandbox.detect()
+    (under `settings` when not given)."""
+    isolation = isolation or sandbox.detect(settings)
+    limits = settings.limits
     if limits.require_sandbox:
         sandbox.require(isolation)
     try:

@@ -45,6 +45,7 @@ from autograder.grading import grade, prepare_process
 from autograder.isolation import sandbox
 from autograder.isolation.limits import Limits
 from autograder.isolation.process import start_limited
+from autograder.settings import Settings
 from autograder.untrusted import notebook_runner
 
 CHECK_PREFIX = "check_"  # a problem's graded cell is check_<problem> (assignment/notebook.py)
@@ -62,7 +63,8 @@ class SandboxedAutograde(NbGraderPreprocessor):
     cell_timeout = Integer(300, help="Seconds each cell of the student's notebook may run.").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        isolation = sandbox.detect()
+        settings = Settings.from_environment(limits=Limits(require_sandbox=self.require_sandbox))
+        isolation = sandbox.detect(settings)
         if not isolation.sandboxed:
             if self.require_sandbox:
                 raise sandbox.SandboxUnavailable(f"not grading: SandboxedAutograde.require_sandbox is set and "
@@ -71,11 +73,11 @@ class SandboxedAutograde(NbGraderPreprocessor):
                              "(%s)", isolation.reason)
         student = resources["nbgrader"]["student"]
         folder = Path(resources["metadata"]["path"])
-        limits = Limits(require_sandbox=self.require_sandbox)
+        limits = settings.limits
         started = time.perf_counter()
         run = NotebookRun(without_graded_code(nb), folder, limits, isolation, self.cell_timeout)
         try:
-            record, reason = trusted_record(student, folder / f"{resources['unique_key']}.ipynb", nb, limits, isolation)
+            record, reason = trusted_record(student, folder / f"{resources['unique_key']}.ipynb", nb, settings, isolation)
             graded_after = time.perf_counter() - started
         finally:
             executed, problem = run.finish(limits.submission_seconds)
@@ -94,12 +96,12 @@ class SandboxedAutograde(NbGraderPreprocessor):
         return nb, resources
 
 
-def trusted_record(student: str, path: Path, nb: NotebookNode, limits: Limits,
+def trusted_record(student: str, path: Path, nb: NotebookNode, settings: Settings,
                    isolation: sandbox.Isolation) -> tuple[dict | None, str]:
     """The standalone grader's record of the notebook as nbgrader holds it, or why there is none."""
-    prepare_process()
+    prepare_process(settings)
     try:
-        return grade(Submission(student, path, nbformat.writes(nb).encode()), limits, isolation=isolation), ""
+        return grade(Submission(student, path, nbformat.writes(nb).encode()), settings, isolation=isolation), ""
     except sandbox.SandboxUnavailable:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of the grader means: no trusted score

@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import numpy
 
 from autograder import reference_cache
 from autograder.isolation.limits import PROCESS_MARGIN, TMPFS_BYTES
+from autograder.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 UNTRUSTED_DIR = PROJECT_ROOT / "autograder" / "untrusted"
@@ -58,6 +60,7 @@ class Isolation:
     drop_to_nobody: bool = False  # root: no user namespace, setpriv to the real uid 65534
     setpriv: str | None = None
     options: frozenset = frozenset()  # optional bwrap flags this version knows (--size, --disable-userns, ...)
+    worker_start: str = "auto"  # "classic": never fork workers from a template (Settings.worker_start)
 
     @property
     def sandboxed(self) -> bool:
@@ -218,8 +221,6 @@ def _tasks_of(uid: int) -> int:
 
 def _candidates() -> tuple[list[Isolation], str]:
     """The sandboxes worth probing, best first, or the reason there are none."""
-    if os.environ.get("VAE_ISOLATION") == "process":
-        return [], "VAE_ISOLATION=process"
     if not sys.platform.startswith("linux"):
         return [], "bubblewrap needs Linux"
     bwrap = shutil.which("bwrap")
@@ -257,17 +258,21 @@ def _probe(candidate: Isolation) -> str:
     return ""
 
 
-@functools.lru_cache(maxsize=1)
-def detect() -> Isolation:
-    """The isolation this machine gives: the first bubblewrap set-up in which this Python
-    starts, else process isolation (with the reason). Probed once per process: each process
-    that grades calls it once and passes the result down."""
-    candidates, reason = _candidates()
+def detect(settings: Settings = Settings()) -> Isolation:
+    """The isolation this machine gives under `settings`: the first bubblewrap set-up in which
+    this Python starts, else process isolation (with the reason). Probed once per process:
+    each process that grades calls it once and passes the result down."""
+    return _detect(settings.isolation, settings.worker_start)
+
+
+@functools.lru_cache(maxsize=None)
+def _detect(mode: str, worker_start: str) -> Isolation:
+    candidates, reason = _candidates() if mode != "process" else ([], "VAE_ISOLATION=process")
     for candidate in candidates:
         reason = _probe(candidate)
         if not reason:
-            return candidate
-    return Isolation("process", reason=reason)
+            return dataclasses.replace(candidate, worker_start=worker_start)
+    return Isolation("process", reason=reason, worker_start=worker_start)
 
 
 def describe(isolation: Isolation) -> str:

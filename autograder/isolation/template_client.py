@@ -5,7 +5,8 @@ One template per grading process, started on first use inside the same bubblewra
 as a classic worker and probed once (a forked worker must be able to make its own
 namespaces). Where that is not possible (no bubblewrap, not root, a kernel that refuses
 unprivileged user namespaces) `shared_template()` returns None and workers start the
-classic way, each a fresh sandboxed Python. `VAE_WORKER_START=classic` forces that.
+classic way, each a fresh sandboxed Python. `Settings.worker_start = "classic"`
+(VAE_WORKER_START=classic) forces that.
 
 What the template sends is parsed as JSON and type-checked; it never runs student code,
 and a template that stops answering is killed with its whole sandbox (every worker in it).
@@ -243,7 +244,7 @@ def shared_template(environment: dict[str, str], isolation: sandbox.Isolation,
 
 def unavailable_reason(isolation: sandbox.Isolation) -> str:
     """Why workers cannot be forked from a template under `isolation`; empty when they can be."""
-    if os.environ.get("VAE_WORKER_START") == "classic":
+    if isolation.worker_start == "classic":
         return "VAE_WORKER_START=classic"
     if not isolation.sandboxed:
         return "no bubblewrap sandbox"
