@@ -29,7 +29,9 @@ from autograder.grading import grade, prepare_process, unreadable
 from autograder.record import InvalidRecord, validate_record
 from autograder.store import Key, ResultStore
 from autograder.version import grader_version
-from autograder.worker_client import Limits
+from autograder.isolation import sandbox
+from autograder.isolation.limits import Limits
+from autograder.settings import Settings
 
 STOP_SECONDS = 10.0  # for pool processes to stop after Ctrl-C before they are killed
 STOPPED_STATUS = 128 + signal.SIGTERM  # a pool process's exit status after it was stopped
@@ -102,9 +104,9 @@ def _exit_if_stopping() -> None:
         os._exit(STOPPED_STATUS)
 
 
-def _start_pool_process(grader_pid: int) -> None:
+def _start_pool_process(grader_pid: int, settings: Settings) -> None:
     """Initializer of each local pool process."""
-    prepare_process()
+    prepare_process(settings)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if sys.platform.startswith("linux"):
@@ -113,18 +115,18 @@ def _start_pool_process(grader_pid: int) -> None:
         _stop(signal.SIGTERM, None)
 
 
-def _grade_task(submission: Submission, limits: Limits, visible_checks: bool) -> tuple[dict, dict, str]:
+def _grade_task(submission: Submission, settings: Settings, visible_checks: bool) -> tuple[dict, dict, str]:
     """Grade in a grading process: (record, timing, this process's grader version). Timing is
     where the time went: total, worker start, model training (seconds)."""
     global _in_task
-    prepare_process()  # a Dask worker has no initializer
+    prepare_process(settings)  # a Dask worker has no initializer
     with _one_at_a_time:
         _exit_if_stopping()
         timing: dict = {}
         started = time.perf_counter()
         _in_task = True
         try:
-            record = grade(submission, limits, timing, visible_checks=visible_checks)
+            record = grade(submission, settings, timing, visible_checks=visible_checks)
         except BaseException:
             _exit_if_stopping()
             raise
@@ -132,6 +134,12 @@ def _grade_task(submission: Submission, limits: Limits, visible_checks: bool) ->
             _in_task = False
         _exit_if_stopping()
     return record, {"total": time.perf_counter() - started, **timing}, grader_version()
+
+
+def _grade_on_dask_worker(submission: Submission, limits: Limits, visible_checks: bool) -> tuple[dict, dict, str]:
+    """_grade_task on a Dask worker, another machine perhaps: the batch's limits, and the
+    rest of the settings (isolation, worker start, cache folder) from that worker's environment."""
+    return _grade_task(submission, Settings.from_environment(limits=limits), visible_checks)
 
 
 def _checked_result(future: Future, submission: Submission, remote: bool) -> tuple[dict, dict]:
@@ -178,10 +186,10 @@ def _stop_pool(executor: ProcessPoolExecutor) -> None:
 
 
 @contextlib.contextmanager
-def _local_pool(jobs: int) -> Iterator[Executor]:
+def _local_pool(jobs: int, settings: Settings) -> Iterator[Executor]:
     context = multiprocessing.get_context("spawn")  # no inherited threads or torch state
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_pool_process,
-                                   initargs=(os.getpid(),))
+                                   initargs=(os.getpid(), settings))
     try:
         yield executor
     except BaseException:
@@ -211,7 +219,8 @@ def _dask_cluster(address: str) -> Iterator[Executor]:
 
 
 def _look_up(submissions: list[Submission], store: ResultStore | None, regrade: bool,
-             version: str, result: BatchResult) -> tuple[dict[str, dict], list[tuple[Submission, Key]]]:
+             version: str, result: BatchResult,
+             settings: Settings) -> tuple[dict[str, dict], list[tuple[Submission, Key]]]:
     """Read each submission once (what is hashed is what is graded): the records known without
     grading (stored, or of a file that cannot be read) by id, and the submissions to grade."""
     known: dict[str, dict] = {}
@@ -220,7 +229,8 @@ def _look_up(submissions: list[Submission], store: ResultStore | None, regrade: 
         try:
             loaded = submission.loaded()
         except OSError as error:
-            known[submission.id] = unreadable(submission, f"the file cannot be read: {error.strerror}")
+            known[submission.id] = unreadable(submission, f"the file cannot be read: {error.strerror}",
+                                              sandbox.detect(settings))
             continue
         key = Key(submission.id, loaded.sha256, version)
         stored = None if store is None or regrade else store.get(key)
@@ -232,22 +242,25 @@ def _look_up(submissions: list[Submission], store: ResultStore | None, regrade: 
     return known, pending
 
 
-def grade_batch(submissions: list[Submission], *, jobs: int = 2, limits: Limits = Limits(),
+def grade_batch(submissions: list[Submission], *, jobs: int = 2, settings: Settings | None = None,
                 store: ResultStore | None = None, regrade: bool = False, scheduler: str | None = None,
                 visible_checks: bool = False, progress: bool | None = None) -> BatchResult:
     """Grade `submissions` on `jobs` local processes, or on the Dask cluster at `scheduler`.
     With a store, what it holds for the same bytes and grader is reused (unless `regrade`) and
     each new record is stored as it arrives. Ctrl-C raises Interrupted once grading stopped.
-    `visible_checks`: records also hold the visible checks' results (see grading.grade)."""
+    `visible_checks`: records also hold the visible checks' results (see grading.grade).
+    `settings`: the entry point's (Settings.from_environment() when not given)."""
+    settings = settings or Settings.from_environment()
     progress = sys.stderr.isatty() if progress is None else progress
     version = grader_version() + ("+visible-checks" if visible_checks else "")  # records differ with them
     result = BatchResult(records=[])
     stored_now = 0
     try:
-        records, pending = _look_up(submissions, store, regrade, version, result)
+        records, pending = _look_up(submissions, store, regrade, version, result, settings)
         if pending:
-            with _dask_cluster(scheduler) if scheduler else _local_pool(jobs) as executor:
-                futures = {executor.submit(_grade_task, loaded, limits, visible_checks): (loaded, key)
+            with _dask_cluster(scheduler) if scheduler else _local_pool(jobs, settings) as executor:
+                task, sent = (_grade_on_dask_worker, settings.limits) if scheduler else (_grade_task, settings)
+                futures = {executor.submit(task, loaded, sent, visible_checks): (loaded, key)
                            for loaded, key in pending}
                 for future in tqdm(as_completed(futures), total=len(futures), disable=not progress,
                                    desc="grading", unit="submission"):
@@ -267,11 +280,11 @@ def grade_batch(submissions: list[Submission], *, jobs: int = 2, limits: Limits 
     return result
 
 
-def grade_all(submissions: list[Submission], *, jobs: int = 2, limits: Limits = Limits(),
+def grade_all(submissions: list[Submission], *, jobs: int = 2, settings: Settings | None = None,
               visible_checks: bool = False, progress: bool | None = None) -> tuple[list[dict], list[dict]]:
     """(records sorted by id, timing per submission in the same order), on a local pool and
     stored nowhere; GraderFailed when the grader failed on any submission."""
-    batch = grade_batch(submissions, jobs=jobs, limits=limits, visible_checks=visible_checks, progress=progress)
+    batch = grade_batch(submissions, jobs=jobs, settings=settings, visible_checks=visible_checks, progress=progress)
     if batch.failures:
         raise GraderFailed("; ".join(f"{student}: {why}" for student, why in batch.failures.items()))
     return batch.records, [batch.timings.get(record["id"], {}) for record in batch.records]

@@ -7,9 +7,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from autograder.isolation.limits import Limits
 from autograder.outputs import WRITERS
 from autograder.pipeline import EXIT_GRADER_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, GradeRequest, grade
-from autograder.worker_client import Limits
+from autograder.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 def _grade_request(args: argparse.Namespace) -> GradeRequest:
     limits = Limits(call_seconds=args.call_timeout, submission_seconds=args.submission_timeout,
                     memory_bytes=args.memory_mb * 2**20, require_sandbox=args.require_sandbox)
+    settings = Settings.from_environment(limits=limits)
     files = {writer.option: getattr(args, writer.option) for writer in WRITERS if getattr(args, writer.option)}
-    return GradeRequest(paths=args.paths, outputs=files, report=args.report, jobs=args.jobs, limits=limits,
+    return GradeRequest(paths=args.paths, outputs=files, report=args.report, jobs=args.jobs, settings=settings,
                         db=args.db, regrade=args.regrade, scheduler=args.scheduler)
 
 

@@ -60,7 +60,7 @@ chmod -R o= "$SOURCE" "$SITE/autograder/hidden_tests" "$SITE/solutions" "$SITE/a
 
 # For the build log: the command runs, and how student code will be isolated here.
 vae-assignment --help > /dev/null
-"$VENV/bin/python" -c 'from autograder import sandbox; print("isolation:", sandbox.describe(sandbox.detect()))'
+"$VENV/bin/python" -c 'from autograder.isolation import sandbox; from autograder.settings import Settings; print("isolation:", sandbox.describe(sandbox.detect(Settings.from_environment())))'
 
 # Grade the reference once: the log shows the grader at work, and what it computes about the
 # reference (its model's held-out ELBO, hypothesis's examples) stays in the image's cache, so

@@ -7,32 +7,39 @@ from __future__ import annotations
 
 import torch
 
-from autograder import record, sandbox
+from autograder import record, reference_cache
 from autograder.collect import Submission, SubmissionError, read_cells
+from autograder.isolation import sandbox
 from autograder.scoring import not_graded, run_hidden_tests
-from autograder.worker_client import Limits, Student
+from autograder.settings import Settings
+from autograder.worker_client import Student
 
 
-def prepare_process() -> None:
-    """Once per grading process: one torch thread (parallel workers slow each other 4x otherwise)."""
+def prepare_process(settings: Settings) -> None:
+    """Once per grading process: one torch thread (parallel workers slow each other 4x
+    otherwise), and the settings' cache folder."""
     torch.set_num_threads(1)
+    reference_cache.use_folder(settings.cache_folder)
 
 
-def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None = None, *,
-          visible_checks: bool = False) -> dict:
+def grade(submission: Submission, settings: Settings = Settings(), timing: dict | None = None, *,
+          visible_checks: bool = False, isolation: sandbox.Isolation | None = None) -> dict:
     """The submission's record: scores per problem and test, and an error when it was unreadable.
     `timing`, when given, receives the seconds spent starting workers and training the model.
     `visible_checks` adds the notebook's visible checks (for Gradescope), run after the hidden
-    tests so that they cannot change a score."""
-    if limits.require_sandbox and not sandbox.detect().sandboxed:
-        raise sandbox.SandboxUnavailable(f"the sandbox is required but not usable: {sandbox.detect().reason}")
+    tests so that they cannot change a score. `isolation`: this process's, detected once
+    (under `settings` when not given)."""
+    isolation = isolation or sandbox.detect(settings)
+    limits = settings.limits
+    if limits.require_sandbox:
+        sandbox.require(isolation)
     try:
         cells = read_cells(submission.path, submission.content)
     except SubmissionError as error:
-        return unreadable(submission, str(error))
+        return unreadable(submission, str(error), isolation)
     except OSError as error:
-        return unreadable(submission, f"the file cannot be read: {error.strerror}")
-    student = Student(cells, limits)
+        return unreadable(submission, f"the file cannot be read: {error.strerror}", isolation)
+    student = Student(cells, limits, isolation)
     try:
         problems = record.problems_from(run_hidden_tests(student))
         checks = student.visible_checks() if visible_checks else None
@@ -40,16 +47,16 @@ def grade(submission: Submission, limits: Limits = Limits(), timing: dict | None
         student.close()
     if timing is not None:
         timing.update(student.timing)
-    graded = _record(submission, problems, None, student.load_errors, student.facts)
+    graded = _record(submission, problems, None, isolation, student.load_errors, student.facts)
     return graded if checks is None else {**graded, "visible_checks": checks}
 
 
-def unreadable(submission: Submission, reason: str) -> dict:
+def unreadable(submission: Submission, reason: str, isolation: sandbox.Isolation) -> dict:
     """The record of a submission that could not be read: every test not graded, for `reason`."""
-    return _record(submission, record.problems_from(not_graded(reason)), reason)
+    return _record(submission, record.problems_from(not_graded(reason)), reason, isolation)
 
 
-def _record(submission: Submission, problems: dict, error: str | None,
+def _record(submission: Submission, problems: dict, error: str | None, isolation: sandbox.Isolation,
             cell_errors: list[tuple[str, str]] = (), model: dict | None = None) -> dict:
-    return record.build(submission.id, str(submission.path), problems, error, sandbox.detect().level,
+    return record.build(submission.id, str(submission.path), problems, error, isolation.level,
                         cell_errors, model)

@@ -6,7 +6,7 @@ For each submission it gets the notebook as nbgrader holds it in memory, sanitiz
 cleared, locked cells restored from the gradebook), and:
 
 1. starts the notebook's execution (the demonstrations whose plots the feedback shows) in the
-   sandbox of the standalone grader's worker (`autograder/sandbox.py`: bubblewrap, uid 65534,
+   sandbox of the standalone grader's worker (`autograder/isolation/sandbox.py`: bubblewrap, uid 65534,
    no network, read-only system, only the student's own folder visible; the worker's rlimits),
    kernel and client both inside (`untrusted/notebook_runner.py`); the notebook goes in and
    comes out as JSON only;
@@ -39,12 +39,14 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer
 
-from autograder import sandbox
 from autograder.collect import Submission
 from autograder.contract import PROBLEM_POINTS
 from autograder.grading import grade, prepare_process
+from autograder.isolation import sandbox
+from autograder.isolation.limits import Limits
+from autograder.isolation.process import start_limited
+from autograder.settings import Settings
 from autograder.untrusted import notebook_runner
-from autograder.worker_client import Limits, start_limited
 
 CHECK_PREFIX = "check_"  # a problem's graded cell is check_<problem> (assignment/notebook.py)
 MESSAGE_LINES = 25  # of each failed test's message in a graded cell's output
@@ -61,7 +63,8 @@ class SandboxedAutograde(NbGraderPreprocessor):
     cell_timeout = Integer(300, help="Seconds each cell of the student's notebook may run.").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        isolation = sandbox.detect()
+        settings = Settings.from_environment(limits=Limits(require_sandbox=self.require_sandbox))
+        isolation = sandbox.detect(settings)
         if not isolation.sandboxed:
             if self.require_sandbox:
                 raise sandbox.SandboxUnavailable(f"not grading: SandboxedAutograde.require_sandbox is set and "
@@ -70,11 +73,11 @@ class SandboxedAutograde(NbGraderPreprocessor):
                              "(%s)", isolation.reason)
         student = resources["nbgrader"]["student"]
         folder = Path(resources["metadata"]["path"])
-        limits = Limits(require_sandbox=self.require_sandbox)
+        limits = settings.limits
         started = time.perf_counter()
-        run = NotebookRun(without_graded_code(nb), folder, limits, self.cell_timeout)
+        run = NotebookRun(without_graded_code(nb), folder, limits, isolation, self.cell_timeout)
         try:
-            record, reason = trusted_record(student, folder / f"{resources['unique_key']}.ipynb", nb, limits)
+            record, reason = trusted_record(student, folder / f"{resources['unique_key']}.ipynb", nb, settings, isolation)
             graded_after = time.perf_counter() - started
         finally:
             executed, problem = run.finish(limits.submission_seconds)
@@ -93,11 +96,12 @@ class SandboxedAutograde(NbGraderPreprocessor):
         return nb, resources
 
 
-def trusted_record(student: str, path: Path, nb: NotebookNode, limits: Limits) -> tuple[dict | None, str]:
+def trusted_record(student: str, path: Path, nb: NotebookNode, settings: Settings,
+                   isolation: sandbox.Isolation) -> tuple[dict | None, str]:
     """The standalone grader's record of the notebook as nbgrader holds it, or why there is none."""
-    prepare_process()
+    prepare_process(settings)
     try:
-        return grade(Submission(student, path, nbformat.writes(nb).encode()), limits), ""
+        return grade(Submission(student, path, nbformat.writes(nb).encode()), settings, isolation=isolation), ""
     except sandbox.SandboxUnavailable:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of the grader means: no trusted score
@@ -122,8 +126,8 @@ def without_graded_code(nb: NotebookNode) -> NotebookNode:
 class NotebookRun:
     """The student's notebook executing in the sandbox, started at once; `finish` collects it."""
 
-    def __init__(self, nb: NotebookNode, folder: Path, limits: Limits, cell_timeout: int):
-        isolation = sandbox.detect()
+    def __init__(self, nb: NotebookNode, folder: Path, limits: Limits, isolation: sandbox.Isolation,
+                 cell_timeout: int):
         self.workdir = tempfile.mkdtemp(prefix="vae-notebook-")
         command = [sys.executable, "-I", str(Path(notebook_runner.__file__).resolve()), str(folder.resolve()),
                    str(cell_timeout)]

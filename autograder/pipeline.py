@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autograder.worker_client import Limits
+from autograder.settings import Settings
 
 if TYPE_CHECKING:
     from autograder.collect import Submission
@@ -28,7 +28,7 @@ class GradeRequest:
     outputs: dict[str, Path] = field(default_factory=dict)  # a writer's option (outputs.WRITERS) -> its file
     report: Path | None = None  # the class report's folder (with grades.json unless outputs has "json")
     jobs: int = 2  # local grading processes (not with a scheduler)
-    limits: Limits = Limits()
+    settings: Settings = field(default_factory=Settings)  # limits, isolation, worker start, cache folder
     db: Path = Path("grades.sqlite")
     regrade: bool = False
     scheduler: str | None = None  # tcp://HOST:PORT of a Dask scheduler
@@ -47,9 +47,10 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 def grade(request: GradeRequest) -> int:
     """Grade, store, write, print the summary; the command's exit status."""
     # Imported here, not at the top: `vae-assignment --help` and the other commands stay quick.
-    from autograder import outputs, sandbox
+    from autograder import outputs
     from autograder.batch import Interrupted, grade_batch
     from autograder.collect import find_submissions
+    from autograder.isolation import sandbox
     from autograder.store import ResultStore, StoreError
 
     submissions = find_submissions(request.paths)
@@ -59,8 +60,8 @@ def grade(request: GradeRequest) -> int:
     if "gradescope" in request.outputs and len(submissions) != 1:
         print("--gradescope writes one submission's results.json: give exactly one submission", file=sys.stderr)
         return EXIT_USAGE
-    isolation = sandbox.detect()
-    if request.limits.require_sandbox and not isolation.sandboxed:
+    isolation = sandbox.detect(request.settings)
+    if request.settings.limits.require_sandbox and not isolation.sandboxed:
         print(f"vae-assignment grade: --require-sandbox: bubblewrap cannot be used here ({isolation.reason}); "
               "nothing was graded", file=sys.stderr)
         return EXIT_USAGE
@@ -72,7 +73,7 @@ def grade(request: GradeRequest) -> int:
     started = time.perf_counter()
     try:
         with store, _sigterm_as_ctrl_c():
-            batch = grade_batch(submissions, jobs=max(1, request.jobs), limits=request.limits, store=store,
+            batch = grade_batch(submissions, jobs=max(1, request.jobs), settings=request.settings, store=store,
                                 regrade=request.regrade, scheduler=request.scheduler,
                                 visible_checks="gradescope" in request.outputs)
     except Interrupted as stop:

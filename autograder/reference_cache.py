@@ -10,15 +10,15 @@ under a key naming all of them: anything else gets a value of its own, computed 
 
 A file is written whole (a temporary file, then a rename) and read back only when it holds a
 valid value under the same key; a missing, damaged or unwritable cache only costs the
-computation. The folder is `$VAE_ASSIGNMENT_CACHE`, else `$XDG_CACHE_HOME/vae-assignment`,
-else `~/.cache/vae-assignment`; it is the grader's own (a worker's sandbox hides it).
+computation. The folder is `Settings.cache_folder` (`$VAE_ASSIGNMENT_CACHE`, else
+`$XDG_CACHE_HOME/vae-assignment`, else `~/.cache/vae-assignment`), set once per grading
+process by `grading.prepare_process`; it is the grader's own (a worker's sandbox hides it).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
 import platform
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -28,16 +28,20 @@ import numpy
 import torch
 
 from autograder.files import write_atomically
+from autograder.settings import Settings
 from autograder.version import grader_version
 
-CACHE_ENV = "VAE_ASSIGNMENT_CACHE"
 T = TypeVar("T")
+_folder: list[Path] = [Settings().cache_folder]  # this process's, set once from its settings
+
+
+def use_folder(folder: Path) -> None:
+    """Where this process keeps its cache from now on (Settings.cache_folder)."""
+    _folder[0] = folder
 
 
 def cache_folder() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vae-assignment"
+    return _folder[0]
 
 
 def cache_key(name: str) -> dict:

@@ -27,9 +27,10 @@ from assignment.public import vae_course
 from autograder import exact_json, reference_cache
 from autograder.collect import read_cells
 from autograder.hidden_pytest import run_pytest
+from autograder.isolation.limits import Limits
 from autograder.untrusted import wire
 from autograder.untrusted.worker import Server
-from autograder.worker_client import Limits, Student, StudentError
+from autograder.worker_client import Student, StudentError
 
 REFERENCE = Path(__file__).resolve().parent.parent / "solutions" / "vae.py"
 

@@ -9,7 +9,6 @@ gets a fresh worker.
 from __future__ import annotations
 
 import os
-import resource
 import select
 import shutil
 import signal
@@ -20,29 +19,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from autograder import sandbox, template_client
+from autograder.isolation import sandbox, template_client
+from autograder.isolation.limits import Limits
+from autograder.isolation.process import start_limited, worker_environment, worker_rlimits
 from autograder.untrusted import template as untrusted_template
 from autograder.untrusted import wire
-
-UNTRUSTED_DIR = Path(wire.__file__).resolve().parent
-PUBLIC_DIR = Path(__file__).resolve().parent.parent / "assignment" / "public"
-
-
-@dataclass(frozen=True)
-class Limits:
-    call_seconds: float = 10.0  # one function call: correct code answers the hidden tests' small inputs in ms
-    hung_call_seconds: float = 2.0  # each call once a call of the submission ran past call_seconds
-    start_seconds: float = 60.0  # importing torch and running the submission's cells
-    train_seconds: float = 240.0  # the model check: a small conv net takes ~20 s per 1000 steps
-    submission_seconds: float = 900.0  # everything for one submission, restarts included
-    memory_bytes: int = 4 * 2**30  # address space; torch alone maps about 1 GiB
-    output_bytes: int = 4096  # of what the student printed, kept from the start and the end
-    require_sandbox: bool = False  # refuse to run student code without bubblewrap
 
 
 class StudentError(Exception):
@@ -91,53 +75,15 @@ class OutputTrap:
         return text + tail.decode(errors="replace")
 
 
-def resource_limits(limits: Limits, isolation: sandbox.Isolation) -> dict[str, int]:
-    """The worker's rlimits, by the names of `untrusted.template.LIMITS`."""
-    values = {"memory_bytes": limits.memory_bytes, "cpu_seconds": int(limits.submission_seconds) + 1,
-              "core_bytes": 0, "file_bytes": 64 * 2**20, "open_files": 256}
-    processes = sandbox.process_limit(isolation)
-    if processes is not None:
-        values["processes"] = processes
-    return values
-
-
-def worker_environment(home: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home,
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-        "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-    }
-
-
-class ClassicProcess(subprocess.Popen):
-    """A fresh Python for one worker; killing it kills its whole session."""
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def start_limited(command: list[str], workdir: str, limits: Limits, isolation: sandbox.Isolation,
-                  **popen: object) -> ClassicProcess:
-    """`command` (already wrapped in the sandbox) in its own session, in `workdir`, with the
-    worker's environment and rlimits."""
-    rlimits = [(untrusted_template.LIMITS[name], value) for name, value in resource_limits(limits, isolation).items()]
-    return ClassicProcess(command, cwd=workdir, env=worker_environment(workdir), start_new_session=True,
-                          preexec_fn=lambda: [resource.setrlimit(r, (v, v)) for r, v in rlimits], **popen)
-
-
 class Worker:
     """One worker process with the submission's cells loaded: forked from this process's
-    template where possible (template_client), else a fresh sandboxed Python."""
+    template where possible (isolation.template_client), else a fresh sandboxed Python."""
 
-    def __init__(self, cells: list[tuple[str, str]], limits: Limits):
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation):
         self.cells, self.limits = cells, limits
         self.workdir: str | None = None
-        isolation = sandbox.detect()
-        if limits.require_sandbox and not isolation.sandboxed:
-            raise sandbox.SandboxUnavailable(f"the sandbox is required but bubblewrap cannot be used: {isolation.reason}")
+        if limits.require_sandbox:
+            sandbox.require(isolation)
         self.sandboxed = isolation.sandboxed
         request_read, self.request_fd = os.pipe()
         self.reply_fd, reply_write = os.pipe()
@@ -159,16 +105,17 @@ class Worker:
         self.cell_errors: list[tuple[str, str]] = [tuple(pair) for pair in reply["cell_errors"]]
 
     def _fork(self, request_read: int, reply_write: int, output_write: int, isolation: sandbox.Isolation):
-        template = template_client.shared_template(worker_environment(untrusted_template.WORKDIR))
+        template = template_client.shared_template(worker_environment(untrusted_template.WORKDIR), isolation,
+                                                   self.limits.start_seconds)
         if template is not None:
             try:
-                return template.fork(request_read, reply_write, output_write, resource_limits(self.limits, isolation))
+                return template.fork(request_read, reply_write, output_write, worker_rlimits(self.limits, isolation))
             except template_client.TemplateUnavailable:
                 pass  # this once the classic way; the next worker gets a new template
         self.workdir = tempfile.mkdtemp(prefix="vae-worker-")
         command = [
-            sys.executable, "-I", "-S", str(UNTRUSTED_DIR / "worker.py"),
-            str(request_read), str(reply_write), str(PUBLIC_DIR), *site.getsitepackages(),
+            sys.executable, "-I", "-S", str(sandbox.UNTRUSTED_DIR / "worker.py"),
+            str(request_read), str(reply_write), str(sandbox.PUBLIC_DIR), *site.getsitepackages(),
         ]
         command = sandbox.wrap(command, workdir=self.workdir, isolation=isolation)
         return start_limited(command, self.workdir, self.limits, isolation, stdin=subprocess.DEVNULL,
@@ -242,8 +189,12 @@ class Student:
     message (so hypothesis's shrinking costs nothing); `begin_test` starts a fresh worker.
     """
 
-    def __init__(self, cells: list[tuple[str, str]], limits: Limits = Limits()):
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits = Limits(),
+                 isolation: sandbox.Isolation | None = None):
+        """`isolation`: how workers are contained, as detected once by the grading process
+        (sandbox.detect() when not given)."""
         self.cells, self.limits = cells, limits
+        self.isolation = isolation
         self.deadline = time.monotonic() + limits.submission_seconds
         self.worker: Worker | None = None
         self.failure: WorkerFailure | None = None
@@ -256,6 +207,9 @@ class Student:
         self.facts: dict[str, float] = {}  # measurements the tests report, e.g. the model's ELBO
         self.hung = ""  # the function whose call first ran past the time limit
         self.timing = {"worker_start": 0.0, "model_training": 0.0}  # seconds, for benchmarks only
+
+    def _isolation(self) -> sandbox.Isolation:
+        return self.isolation or sandbox.detect()
 
     def begin_test(self) -> None:
         self.failure = None
@@ -271,7 +225,7 @@ class Student:
             self.generation += 1
             started = time.perf_counter()
             try:
-                self.worker = Worker(self.cells, self.limits)
+                self.worker = Worker(self.cells, self.limits, self._isolation())
             except WorkerFailure as failure:
                 self.timing["worker_start"] += time.perf_counter() - started
                 if "did not finish" in str(failure):  # loading hangs: it would hang for every test
@@ -373,7 +327,7 @@ class Student:
         z = (mu + torch.exp(0.5 * logvar) * eval_eps).to(mu.dtype)
         if self.deadline - time.monotonic() <= 0:
             raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
-        worker = Worker(self.cells, self.limits)
+        worker = Worker(self.cells, self.limits, self._isolation())
         try:
             self.timing["worker_start"] += worker.start_seconds
             timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())

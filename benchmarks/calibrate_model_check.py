@@ -21,6 +21,7 @@ from pathlib import Path
 from autograder import model_check
 from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
 from autograder.grading import prepare_process
+from autograder.settings import Settings
 from autograder.worker_client import Student
 from autograder.catalogue import CORRECT, MISTAKES, build_source
 from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--only", help="comma-separated parts of model names: train only the models they name")
     args = parser.parse_args(argv)
-    prepare_process()
+    prepare_process(Settings.from_environment())
     seeds = [int(s) for s in args.seeds.split(",")]
     target = model_check.reference_heldout_elbo()
     stop_at = model_check.training_arguments()["stop_at"]

@@ -5,10 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder import model_check, sandbox
+from autograder import model_check
+from autograder.isolation import sandbox
 from autograder.contract import ELBO_MARGIN
-from autograder.worker_client import Limits, Student, StudentError
+from autograder.isolation.limits import Limits
 from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
+from autograder.settings import Settings
+from autograder.worker_client import Student, StudentError
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
 SHORT = {"steps": 60, "batch_size": 64, "lr": 1e-2, "seed": 3, "check_every": 20}
@@ -100,7 +103,7 @@ def test_a_model_that_remembers_the_heldout_images_is_scored_as_its_honest_twin(
 
 def test_a_model_that_reads_the_heldout_split_is_scored_as_its_honest_twin_or_flagged():
     graded, _ = trained_elbos(READS_THE_HELDOUT_SPLIT)
-    if sandbox.detect().sandboxed:  # the sandbox's data file has no held-out split
+    if sandbox.detect(Settings.from_environment()).sandboxed:  # the sandbox's data file has no held-out split
         assert graded == trained_elbos(REFERENCE)[0]
     else:  # without it the file can be read: the score is flagged for review instead
         assert model_check.implausibly_good(graded, model_check.reference_heldout_elbo())

@@ -31,8 +31,10 @@ from assignment.notebook import (
     ASSIGNMENT, BEGIN_SOLUTION, END_SOLUTION, SOURCE_NOTEBOOK_NAME, build_notebook,
 )
 from assignment.release import COURSE_ID, build_release
-from autograder import mistakes, sandbox
+from autograder import mistakes
 from autograder.catalogue import ALL
+from autograder.isolation import sandbox
+from autograder.settings import Settings
 from autograder.collect import Submission
 from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.grading import grade
@@ -117,7 +119,7 @@ HOSTILE = {"fake_module": FAKE_MODULE, "monkeypatch": MONKEYPATCH, "swap_noteboo
 STUDENTS = ("reference", "stubs", *MISTAKES, CORRECT, *HOSTILE, "snoop")
 STUB_BASED = ("stubs", *HOSTILE, "snoop")  # hold no reference code of their own
 NBGRADER_TIMEOUT_S = 900
-ISOLATION = sandbox.detect()
+ISOLATION = sandbox.detect(Settings.from_environment())
 if os.environ.get("VAE_REQUIRE_SANDBOX") == "1" and not ISOLATION.sandboxed:
     raise RuntimeError(f"VAE_REQUIRE_SANDBOX=1 but bubblewrap is not usable: {ISOLATION.reason}")
 needs_sandbox = pytest.mark.skipif(
@@ -200,7 +202,7 @@ def run(tmp_path_factory) -> Run:
     started = time.perf_counter()
     # One nbgrader autograde for the whole class; the standalone grader runs meanwhile, here.
     autograde = nbgrader(course, "autograde", ASSIGNMENT, "--force")
-    standalone = {student: grade(Submission(student, path)) for student, path in paths.items()}
+    standalone = {student: grade(Submission(student, path), Settings.from_environment()) for student, path in paths.items()}
     seconds["standalone (while autograde runs)"] = time.perf_counter() - started
     log = finish(autograde, "autograde")
     seconds["autograde"] = time.perf_counter() - started

@@ -9,7 +9,8 @@ import pytest
 from nbgrader.utils import determine_grade
 
 from assignment.notebook import build_notebook
-from autograder import nbgrader_autograde, sandbox
+from autograder import nbgrader_autograde
+from autograder.isolation import sandbox
 from autograder.contract import PROBLEM_POINTS
 from autograder.nbgrader_autograde import (
     SandboxedAutograde, copy_outputs, set_graded_outputs, without_graded_code,
@@ -80,7 +81,7 @@ def test_the_kernel_never_runs_a_graded_cell_and_only_its_outputs_of_the_others_
 
 
 def test_require_sandbox_refuses_to_grade_without_bubblewrap(monkeypatch):
-    monkeypatch.setattr(sandbox, "detect", lambda: sandbox.Isolation("process", reason="bwrap is not installed"))
+    monkeypatch.setattr(sandbox, "detect", lambda settings: sandbox.Isolation("process", reason="bwrap is not installed"))
     resources = {"nbgrader": {"student": "alice"}, "metadata": {"path": "."}, "unique_key": "vae"}
     with pytest.raises(sandbox.SandboxUnavailable, match="require_sandbox is set and bubblewrap cannot run "
                                                          r"here \(bwrap is not installed\)"):

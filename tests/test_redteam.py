@@ -25,13 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sandbox, template_client
 from autograder.batch import grade_all
 from autograder.cli import main
 from autograder.collect import find_submissions
+from autograder.isolation import sandbox, template_client
+from autograder.isolation.limits import Limits
 from autograder.pipeline import EXIT_USAGE
+from autograder.settings import Settings
 from autograder.scoring import MESSAGE_CHARS
-from autograder.worker_client import Limits, Student
+from autograder.worker_client import Student
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +44,7 @@ SUBMISSION_BUDGET = LIMITS.submission_seconds + LIMITS.start_seconds + 20  # a s
 BATCH_BUDGET = 300  # 8 hostile submissions on 2 jobs; about 2 minutes when unloaded
 CANARY = Path("/tmp/vae-redteam-canary")  # a folder outside the worker that the attacks aim at
 ORPHAN = b"vae-redteam-orphan"  # argv[0] of what redteam/escape.py leaves behind
-ISOLATION = sandbox.detect()
+ISOLATION = sandbox.detect(Settings.from_environment())
 STRAY_FILES = [PROJECT / "redteam-pwned", sandbox.UNTRUSTED_DIR / "redteam-pwned",
                *(Path(s) / "redteam-pwned.pth" for s in site.getsitepackages())]
 
@@ -130,7 +132,8 @@ def batch(tmp_path_factory) -> Batch:
     earlier_children = set(children_of(os.getpid()))
     try:
         started = time.monotonic()
-        records, timings = grade_all(find_submissions([class_folder]), jobs=2, limits=LIMITS, progress=False)
+        records, timings = grade_all(find_submissions([class_folder]), jobs=2, settings=Settings.from_environment(limits=LIMITS),
+                                     progress=False)
         elapsed = time.monotonic() - started
     finally:
         os.chdir(cwd)
@@ -312,12 +315,8 @@ def test_the_sandboxed_worker_sees_only_what_it_needs():
 def test_require_sandbox_refuses_to_grade_without_bubblewrap(monkeypatch, capsys, tmp_path):
     submission = tmp_path / "alice.py"
     submission.write_text("x = 1\n")
-    monkeypatch.setenv("VAE_ISOLATION", "process")
-    sandbox.detect.cache_clear()
-    try:
-        assert main(["grade", str(submission), "--require-sandbox"]) == EXIT_USAGE
-    finally:
-        sandbox.detect.cache_clear()
+    monkeypatch.setenv("VAE_ISOLATION", "process")  # read by the command line's settings
+    assert main(["grade", str(submission), "--require-sandbox"]) == EXIT_USAGE
     error = capsys.readouterr().err
     assert "--require-sandbox" in error and "nothing was graded" in error
 
@@ -356,8 +355,8 @@ def find():
 """
 
 
-@pytest.mark.skipif(bool(template_client.unavailable_reason()),
-                    reason=f"workers are not forked from a template here: {template_client.unavailable_reason()}")
+@pytest.mark.skipif(bool(template_client.unavailable_reason(ISOLATION)),
+                    reason=f"workers are not forked from a template here: {template_client.unavailable_reason(ISOLATION)}")
 def test_a_submission_finds_no_trace_of_the_one_graded_before_it():
     """Workers forked from one template one after the other: files written to /tmp, /dev/shm,
     the working folder and home, and changes to the interpreter, die with the worker."""

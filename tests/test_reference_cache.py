@@ -9,7 +9,7 @@ from autograder import model_check, reference_cache
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(reference_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(reference_cache, "cache_folder", lambda: tmp_path / "cache")
     return tmp_path / "cache"
 
 
@@ -63,7 +63,7 @@ def test_a_stored_value_that_is_not_a_finite_number_is_not_used(cache):
 def test_an_unwritable_folder_only_costs_the_computation(tmp_path, monkeypatch):
     blocker = tmp_path / "a file"
     blocker.write_text("")
-    monkeypatch.setenv(reference_cache.CACHE_ENV, str(blocker / "cache"))
+    monkeypatch.setattr(reference_cache, "cache_folder", lambda: blocker / "cache")
     compute, calls = counting(-20.0)
     assert reference_cache.cached_number("x", compute) == reference_cache.cached_number("x", compute) == -20.0
     assert calls == [1, 1]

@@ -111,7 +111,7 @@ def test_exact_json_rejects_what_it_did_not_write(document):
 
 @pytest.mark.slow
 def test_examples_read_from_the_cache_replay_to_the_records_of_hypothesis(tmp_path, monkeypatch):
-    monkeypatch.setenv(reference_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(reference_cache, "cache_folder", lambda: tmp_path / "cache")
     recorded_examples.cache_clear()
     try:
         recorded_examples()  # recorded, and stored

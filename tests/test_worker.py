@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autograder.untrusted import wire
-from autograder.worker_client import Limits, Student, StudentError, WorkerFailure
+from autograder.isolation.limits import Limits
+from autograder.worker_client import Student, StudentError, WorkerFailure
 
 FAST = Limits(call_seconds=5, start_seconds=60, submission_seconds=120)
 

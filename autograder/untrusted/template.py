@@ -1,8 +1,10 @@
 """The template: a process that has imported torch once and forks a fresh worker per request.
 
-Started by autograder/template_client.py inside the same bubblewrap sandbox as a classic
-worker (as the real uid 65534, no capabilities), as
-    python -I -S template.py CONTROL_FD PUBLIC_DIR [SITE_DIR ...]
+Started by autograder/isolation/template_client.py inside the same bubblewrap sandbox as a
+classic worker (as the real uid 65534, no capabilities), as
+    python -I -S template.py CONTROL_FD TMPFS_BYTES PUBLIC_DIR [SITE_DIR ...]
+(TMPFS_BYTES: the size of a worker's private /tmp, from the grader's table of limits, which
+this side of the sandbox cannot import).
 It imports only what every worker imports (torch, numpy, the public course and check
 modules, pyplot, `wire`, the worker's `Server`), warms up Adam, and never receives anything of a submission: only
 the three file descriptors of a new worker (its request and reply pipes and its output)
@@ -35,7 +37,7 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 WORKDIR = "/tmp/work"  # the worker's home, temporary and current folder, on its private /tmp
-TMPFS_OPTIONS = {"/tmp": "size=256m,mode=1777", "/dev/shm": "size=64m,mode=1777", "/proc": "size=4k,mode=555"}
+SHM_AND_PROC = {"/dev/shm": "size=64m,mode=1777", "/proc": "size=4k,mode=555"}  # tmpfs options
 LIMITS = {"memory_bytes": resource.RLIMIT_AS, "cpu_seconds": resource.RLIMIT_CPU, "file_bytes": resource.RLIMIT_FSIZE,
           "open_files": resource.RLIMIT_NOFILE, "processes": resource.RLIMIT_NPROC, "core_bytes": resource.RLIMIT_CORE}
 SETUP_FAILED = 121  # the worker's exit status when its namespaces or limits could not be set up
@@ -76,10 +78,10 @@ def enter_namespaces() -> None:
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
 
 
-def become_worker(limits: dict) -> None:
+def become_worker(limits: dict, tmpfs_bytes: int) -> None:
     """In PID 1 of the new namespaces: private folders, limits, no capabilities."""
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private mounts")
-    for target, options in TMPFS_OPTIONS.items():
+    for target, options in {"/tmp": f"size={tmpfs_bytes},mode=1777", **SHM_AND_PROC}.items():
         if target == "/proc" and libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0:
             continue  # its own PID namespace's /proc; where the kernel refuses it, an empty one
         _mount_tmpfs(target, options)
@@ -90,7 +92,7 @@ def become_worker(limits: dict) -> None:
     _drop_capabilities()
 
 
-def _keeper(request_fd: int, reply_fd: int, output_fd: int, limits: dict, serve) -> None:
+def _keeper(request_fd: int, reply_fd: int, output_fd: int, limits: dict, tmpfs_bytes: int, serve) -> None:
     """The first child: set up, fork the worker, wait for it, exit with its status."""
     try:
         signal.set_wakeup_fd(-1)  # the template's way of hearing of its children: not the worker's
@@ -115,7 +117,7 @@ def _keeper(request_fd: int, reply_fd: int, output_fd: int, limits: dict, serve)
     if worker == 0:
         try:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            become_worker(limits)
+            become_worker(limits, tmpfs_bytes)
         except BaseException as error:  # noqa: BLE001
             os.write(2, f"the worker could not be set up: {error}\n".encode())
             os._exit(SETUP_FAILED)
@@ -129,9 +131,11 @@ def _keeper(request_fd: int, reply_fd: int, output_fd: int, limits: dict, serve)
     os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
-class Template:
-    def __init__(self, control: socket.socket, serve):
-        self.control, self.serve = control, serve
+class ForkServer:
+    """The template's loop: forks a worker per request, kills and reaps them."""
+
+    def __init__(self, control: socket.socket, tmpfs_bytes: int, serve):
+        self.control, self.tmpfs_bytes, self.serve = control, tmpfs_bytes, serve
         self.children: dict[int, int] = {}  # keeper pid -> request id
 
     def send(self, message: dict) -> None:
@@ -143,7 +147,7 @@ class Template:
         pid = os.fork()
         if pid == 0:
             self.control.close()
-            _keeper(request_fd, reply_fd, output_fd, limits, self.serve)
+            _keeper(request_fd, reply_fd, output_fd, limits, self.tmpfs_bytes, self.serve)
         for fd in fds:
             os.close(fd)
         self.children[pid] = request["id"]
@@ -192,14 +196,15 @@ class Template:
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     here = __file__.rsplit("/", 1)[0]
-    sys.path[:0] = [here, sys.argv[2], *sys.argv[3:]]
+    tmpfs_bytes = int(sys.argv[2])
+    sys.path[:0] = [here, sys.argv[3], *sys.argv[4:]]
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # its workers cannot read or write its memory
     import worker
 
     libraries = worker.load_libraries()
     worker.preload()
     worker.warm_up(libraries)
-    template = Template(control, lambda request_fd, reply_fd: worker.serve(request_fd, reply_fd, libraries))
+    template = ForkServer(control, tmpfs_bytes, lambda request_fd, reply_fd: worker.serve(request_fd, reply_fd, libraries))
     template.send({"ready": True})
     template.run()
 

@@ -5,7 +5,8 @@ One template per grading process, started on first use inside the same bubblewra
 as a classic worker and probed once (a forked worker must be able to make its own
 namespaces). Where that is not possible (no bubblewrap, not root, a kernel that refuses
 unprivileged user namespaces) `shared_template()` returns None and workers start the
-classic way, each a fresh sandboxed Python. `VAE_WORKER_START=classic` forces that.
+classic way, each a fresh sandboxed Python. `Settings.worker_start = "classic"`
+(VAE_WORKER_START=classic) forces that.
 
 What the template sends is parsed as JSON and type-checked; it never runs student code,
 and a template that stops answering is killed with its whole sandbox (every worker in it).
@@ -24,10 +25,10 @@ import threading
 import time
 from pathlib import Path
 
-from autograder import sandbox
+from autograder.isolation import sandbox
+from autograder.isolation.limits import TMPFS_BYTES
 from autograder.untrusted import template as untrusted_template
 
-START_SECONDS = 60.0  # importing torch in a cold sandbox
 TMP = Path("/tmp")
 EXIT_SECONDS = 5.0  # for the template to report a killed worker's end
 
@@ -39,7 +40,7 @@ class TemplateUnavailable(Exception):
 class ForkedProcess:
     """A worker forked by the template, with the part of `subprocess.Popen` Worker uses."""
 
-    def __init__(self, template: Template, ident: int):
+    def __init__(self, template: TemplateClient, ident: int):
         self.template, self.id = template, ident
         self.returncode: int | None = None  # 128 + N for signal N, as bubblewrap reports it
 
@@ -57,14 +58,18 @@ class ForkedProcess:
             self.template.kill(self)
 
 
-class Template:
-    def __init__(self, environment: dict[str, str], isolation: sandbox.Isolation):
+class TemplateClient:
+    """The template process, seen from the grader: it forks workers and reports their ends.
+    `start_seconds` bounds its start and each fork (Limits.start_seconds)."""
+
+    def __init__(self, environment: dict[str, str], isolation: sandbox.Isolation, start_seconds: float):
+        self.start_seconds = start_seconds
         self.lock = threading.RLock()
         self.processes: dict[int, ForkedProcess] = {}
         self.next_id = 0
         self.alive = False
         control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        command = [sys.executable, "-I", "-S", untrusted_template.__file__, str(theirs.fileno()),
+        command = [sys.executable, "-I", "-S", untrusted_template.__file__, str(theirs.fileno()), str(TMPFS_BYTES),
                    str(sandbox.PUBLIC_DIR), *site.getsitepackages()]
         command = sandbox.wrap(command, workdir=untrusted_template.WORKDIR, isolation=isolation, required=True)
         self.process = subprocess.Popen(
@@ -74,7 +79,7 @@ class Template:
         theirs.close()
         self.control = control
         try:
-            message = self._receive(START_SECONDS)
+            message = self._receive(start_seconds)
             if message != {"ready": True}:
                 raise TemplateUnavailable(f"the template did not start: {self._stderr()}")
             self.alive = True
@@ -141,7 +146,7 @@ class Template:
             except OSError:
                 self._lost()
                 raise TemplateUnavailable("the template ended") from None
-            deadline = time.monotonic() + START_SECONDS
+            deadline = time.monotonic() + self.start_seconds
             while time.monotonic() < deadline:
                 message = self._receive(deadline - time.monotonic())
                 if message is None:
@@ -184,7 +189,7 @@ class Template:
             process = self.fork(request_read, reply_write, output_write, {})
             for fd in (request_read, reply_write, output_write, request_write):
                 os.close(fd)
-            process.wait(START_SECONDS)
+            process.wait(self.start_seconds)
             if process.returncode != 0:
                 reason = os.read(output_read, 4096).decode(errors="replace").strip()
                 raise TemplateUnavailable(f"a forked worker could not be set up: {reason or process.returncode}")
@@ -213,22 +218,23 @@ class Template:
             self.process.stderr.close()
 
 
-_shared: dict[int, Template | str] = {}  # per process id: the template, or why there is none
+_shared: dict[int, TemplateClient | str] = {}  # per process id: the template, or why there is none
 _shared_lock = threading.Lock()
 
 
-def shared_template(environment: dict[str, str]) -> Template | None:
+def shared_template(environment: dict[str, str], isolation: sandbox.Isolation,
+                    start_seconds: float) -> TemplateClient | None:
     """This process's template, started on first use; None where workers start the classic way."""
     with _shared_lock:
         current = _shared.get(os.getpid())
-        if isinstance(current, Template) and current.alive:
+        if isinstance(current, TemplateClient) and current.alive:
             return current
         if isinstance(current, str):
             return None
-        reason = unavailable_reason()
+        reason = unavailable_reason(isolation)
         if not reason:
             try:
-                _shared[os.getpid()] = Template(environment, sandbox.detect())
+                _shared[os.getpid()] = TemplateClient(environment, isolation, start_seconds)
                 return _shared[os.getpid()]
             except (TemplateUnavailable, OSError) as error:
                 reason = str(error)
@@ -236,11 +242,10 @@ def shared_template(environment: dict[str, str]) -> Template | None:
         return None
 
 
-def unavailable_reason() -> str:
-    """Why workers cannot be forked from a template here; empty when they can be."""
-    if os.environ.get("VAE_WORKER_START") == "classic":
+def unavailable_reason(isolation: sandbox.Isolation) -> str:
+    """Why workers cannot be forked from a template under `isolation`; empty when they can be."""
+    if isolation.worker_start == "classic":
         return "VAE_WORKER_START=classic"
-    isolation = sandbox.detect()
     if not isolation.sandboxed:
         return "no bubblewrap sandbox"
     if not isolation.drop_to_nobody:
@@ -253,4 +258,4 @@ def unavailable_reason() -> str:
 def start_mode() -> str:
     """How this process starts workers: "template" (forked) or "classic" (a fresh Python each)."""
     current = _shared.get(os.getpid())
-    return "template" if isinstance(current, Template) and current.alive else "classic"
+    return "template" if isinstance(current, TemplateClient) and current.alive else "classic"

@@ -18,8 +18,8 @@ namespace would find an unprivileged process. Otherwise (not root, or that fails
 maps the grader's uid to 65534 in a user namespace of its own.
 
 The resource limits themselves (address space, CPU time, file size, open files, processes)
-are rlimits set on the worker's process before exec (worker_client); they are inherited
-through bubblewrap.
+are rlimits set on the worker's process before exec (process.py, or the template for a
+forked worker); they are inherited through bubblewrap. Their values are in limits.py.
 """
 from __future__ import annotations
 
@@ -31,20 +31,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
 
 from autograder import reference_cache
+from autograder.isolation.limits import PROCESS_MARGIN, TMPFS_BYTES
+from autograder.settings import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 UNTRUSTED_DIR = PROJECT_ROOT / "autograder" / "untrusted"
 PUBLIC_DIR = PROJECT_ROOT / "assignment" / "public"
 DIGITS = PUBLIC_DIR / "digits.npz"
 SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
-TMPFS_BYTES = 256 * 2**20  # each of /tmp and the working folder inside the sandbox
-PROCESS_LIMIT = 512  # RLIMIT_NPROC: tasks (threads included) of the sandbox uid, or margin for one's own uid
 
 
 class SandboxUnavailable(RuntimeError):
@@ -59,6 +60,7 @@ class Isolation:
     drop_to_nobody: bool = False  # root: no user namespace, setpriv to the real uid 65534
     setpriv: str | None = None
     options: frozenset = frozenset()  # optional bwrap flags this version knows (--size, --disable-userns, ...)
+    worker_start: str = "auto"  # "classic": never fork workers from a template (Settings.worker_start)
 
     @property
     def sandboxed(self) -> bool:
@@ -177,14 +179,19 @@ def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...]
     return arguments
 
 
-def wrap(command: list[str], *, workdir: str, isolation: Isolation | None = None, required: bool = False,
+def require(isolation: Isolation) -> None:
+    """Raise SandboxUnavailable unless `isolation` is bubblewrap."""
+    if not isolation.sandboxed:
+        raise SandboxUnavailable(f"the sandbox is required but bubblewrap cannot be used: {isolation.reason}")
+
+
+def wrap(command: list[str], *, workdir: str, isolation: Isolation, required: bool = False,
          shared: tuple[Path, ...] = ()) -> list[str]:
-    """The command that runs `command` with this machine's isolation (unchanged without bwrap).
+    """The command that runs `command` with `isolation` (unchanged without bwrap).
     Inherited file descriptors (the worker's pipes) stay open through bwrap."""
-    isolation = isolation or detect()
     if not isolation.sandboxed:
         if required:
-            raise SandboxUnavailable(f"the sandbox is required but bubblewrap cannot be used: {isolation.reason}")
+            require(isolation)
         return list(command)
     return [*bwrap_arguments(isolation, workdir, shared), *command]
 
@@ -193,11 +200,11 @@ def process_limit(isolation: Isolation) -> int | None:
     """RLIMIT_NPROC for a worker: it counts every task of the worker's real uid, so for the
     grader's own uid it is what that uid runs now plus a margin; None where it does nothing (root)."""
     if isolation.drop_to_nobody:
-        return PROCESS_LIMIT
+        return PROCESS_MARGIN
     uid = os.getuid()
     if uid == 0:
         return None
-    return _tasks_of(uid) + PROCESS_LIMIT
+    return _tasks_of(uid) + PROCESS_MARGIN
 
 
 def _tasks_of(uid: int) -> int:
@@ -214,8 +221,6 @@ def _tasks_of(uid: int) -> int:
 
 def _candidates() -> tuple[list[Isolation], str]:
     """The sandboxes worth probing, best first, or the reason there are none."""
-    if os.environ.get("VAE_ISOLATION") == "process":
-        return [], "VAE_ISOLATION=process"
     if not sys.platform.startswith("linux"):
         return [], "bubblewrap needs Linux"
     bwrap = shutil.which("bwrap")
@@ -253,16 +258,21 @@ def _probe(candidate: Isolation) -> str:
     return ""
 
 
-@functools.lru_cache(maxsize=1)
-def detect() -> Isolation:
-    """The isolation this machine gives: the first bubblewrap set-up in which this Python
-    starts, else process isolation (with the reason)."""
-    candidates, reason = _candidates()
+def detect(settings: Settings = Settings()) -> Isolation:
+    """The isolation this machine gives under `settings`: the first bubblewrap set-up in which
+    this Python starts, else process isolation (with the reason). Probed once per process:
+    each process that grades calls it once and passes the result down."""
+    return _detect(settings.isolation, settings.worker_start)
+
+
+@functools.lru_cache(maxsize=None)
+def _detect(mode: str, worker_start: str) -> Isolation:
+    candidates, reason = _candidates() if mode != "process" else ([], "VAE_ISOLATION=process")
     for candidate in candidates:
         reason = _probe(candidate)
         if not reason:
-            return candidate
-    return Isolation("process", reason=reason)
+            return dataclasses.replace(candidate, worker_start=worker_start)
+    return Isolation("process", reason=reason, worker_start=worker_start)
 
 
 def describe(isolation: Isolation) -> str:
