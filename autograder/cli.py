@@ -88,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             return main_similarity(args.paths, args.out)
         if args.command == "validate":
             from autograder.validate import run_validation
-            return run_validation(jobs=args.jobs)
+            return run_validation(Settings.from_environment(), jobs=args.jobs)
         if args.command == "gradescope-bundle":
             from autograder.gradescope_bundle import main_bundle
             return main_bundle(args.out)
         from autograder.demo import run_demo
-        return run_demo(args.out)
+        return run_demo(args.out, Settings.from_environment())
     except UsageError as error:
         print(f"vae-assignment {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -12,6 +12,7 @@ from assignment.release import build_release, execute_source_notebook
 from autograder import catalogue, outputs
 from autograder.batch import grade_all
 from autograder.collect import find_submissions
+from autograder.settings import Settings
 
 EXAMPLE_MISTAKES = ("kl_missing_half", "reparam_shared_noise", "iwae_missing_log_k", "vae_decoder_sigmoid")
 
@@ -34,7 +35,7 @@ def write_examples(folder: Path, release: Path) -> None:
     catalogue.write_submissions(folder, chosen)
 
 
-def run_demo(out: Path) -> int:
+def run_demo(out: Path, settings: Settings) -> int:
     out = out.resolve()
     release = build_release(out / "release")
     print(f"student release: {release}  (zip: {release.parent / 'vae.zip'})")
@@ -49,7 +50,7 @@ def run_demo(out: Path) -> int:
 
     examples = out / "examples"
     write_examples(examples, release)
-    records, _ = grade_all(find_submissions([examples]), jobs=2)
+    records, _ = grade_all(find_submissions([examples]), jobs=2, settings=settings)
     outputs.write_json(out / "grades.json", records)
     outputs.write_csv(out / "grades.csv", records)
     print(f"\ngraded the example submissions in {examples}:")

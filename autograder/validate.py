@@ -16,6 +16,7 @@ from autograder.batch import grade_all
 from autograder.collect import find_submissions
 from autograder.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
 from autograder.outputs import timing_summary
+from autograder.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,13 @@ def verdict(record: dict, expectation: Expectation) -> tuple[bool, str]:
     return True, f"caught in {own} ({scores[own]:g}/{PROBLEM_POINTS[own]}){named}"
 
 
-def run_validation(jobs: int = 2) -> int:
+def run_validation(settings: Settings, jobs: int = 2) -> int:
     with tempfile.TemporaryDirectory(prefix="vae-validate-") as tmp:
         cases = Path(tmp) / "cases"
         cases.mkdir()
         expected = write_cases(cases)
         submissions = find_submissions([cases])
-        records, timings = grade_all(submissions, jobs=jobs)
+        records, timings = grade_all(submissions, jobs=jobs, settings=settings)
     rows, failures = [], 0
     for record in records:
         ok, text = verdict(record, expected[record["id"]])
