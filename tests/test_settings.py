@@ -22,3 +22,11 @@ def test_process_isolation_and_classic_start_are_decided_by_the_settings_alone()
     isolation = sandbox.detect(Settings(isolation="process", worker_start="classic"))
     assert not isolation.sandboxed and isolation.reason == "VAE_ISOLATION=process"
     assert template_client.unavailable_reason(isolation) == "VAE_WORKER_START=classic"
+
+
+def test_a_project_under_tmp_starts_workers_the_classic_way(monkeypatch):
+    # A forked worker mounts a private /tmp: a checkout there would hide the data and the worker's code.
+    monkeypatch.setattr(sandbox, "PUBLIC_DIR", Path("/tmp/checkout/assignment/public"))
+    isolation = sandbox.Isolation("bubblewrap", bwrap="/usr/bin/bwrap", drop_to_nobody=True, setpriv="/usr/bin/setpriv")
+    assert template_client.unavailable_reason(isolation) == (
+        "the project is under /tmp, which every forked worker replaces with a private one")

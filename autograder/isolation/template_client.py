@@ -252,6 +252,8 @@ def unavailable_reason(isolation: sandbox.Isolation) -> str:
         return "not root: bubblewrap runs in a user namespace without nested ones (--disable-userns)"
     if any(path == TMP or TMP in path.parents for path in sandbox.read_only_paths()):
         return "Python is installed under /tmp, which every forked worker replaces with a private one"
+    if any(path == TMP or TMP in path.parents for path in (sandbox.UNTRUSTED_DIR, sandbox.PUBLIC_DIR)):
+        return "the project is under /tmp, which every forked worker replaces with a private one"
     return ""
 
 
