@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--json", type=Path, help="write every record as JSON (format in README.md)")
     grade.add_argument("--csv", type=Path, help="write a gradebook: a row per student, a column per problem")
     grade.add_argument("--gradescope", type=Path, help="write Gradescope's results.json (one submission only)")
+    grade.add_argument("--visible-checks", action="store_true",
+                       help="also run the notebook's visible checks and keep their results in the record "
+                            "(Gradescope's results.json shows them)")
     grade.add_argument("--report", type=Path, metavar="DIR",
                        help="write the class report into DIR (with DIR/grades.json unless --json is given)")
     grade.add_argument("--jobs", type=int, default=2,
@@ -67,7 +70,8 @@ def _grade_request(args: argparse.Namespace) -> GradeRequest:
     settings = Settings.from_environment(limits=limits)
     files = {writer.option: getattr(args, writer.option) for writer in WRITERS if getattr(args, writer.option)}
     return GradeRequest(paths=args.paths, outputs=files, report=args.report, jobs=args.jobs, settings=settings,
-                        db=args.db, regrade=args.regrade, scheduler=args.scheduler)
+                        db=args.db, regrade=args.regrade, scheduler=args.scheduler,
+                        visible_checks=args.visible_checks)
 
 
 def main(argv: list[str] | None = None) -> int:

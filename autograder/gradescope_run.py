@@ -2,7 +2,7 @@
 """Gradescope's `run_autograder` (copied into the bundle under that name by autograder/gradescope_bundle.py).
 
 Grades the one submission in $AUTOGRADER_ROOT/submission (default /autograder) into
-$AUTOGRADER_ROOT/results/results.json with `vae-assignment grade FILE --gradescope ...`, the
+$AUTOGRADER_ROOT/results/results.json with `vae-assignment grade FILE --visible-checks --gradescope ...`, the
 command setup.sh put on PATH. Whatever happens, a results.json is left: a submission without
 exactly one notebook or .py file, or a grader that fails, gets a score of 0 and a failed entry
 that says why. Standard library only (any Python 3.8+), so it still reports when the grader's
@@ -70,7 +70,7 @@ def failure(message: str, seconds: float) -> dict:
 def run_grader(submission: Path, results: Path) -> str | None:
     """Run `vae-assignment grade`; None when it wrote results.json, else a short reason."""
     with tempfile.TemporaryDirectory(prefix="vae-gradescope-") as scratch:
-        command = ["vae-assignment", "grade", str(submission), "--gradescope", str(results),
+        command = ["vae-assignment", "grade", str(submission), "--visible-checks", "--gradescope", str(results),
                    "--jobs", "1", "--db", str(Path(scratch) / "grades.sqlite")]
         print("$ " + " ".join(command), flush=True)
         try:

@@ -32,6 +32,7 @@ class GradeRequest:
     db: Path = Path("grades.sqlite")
     regrade: bool = False
     scheduler: str | None = None  # tcp://HOST:PORT of a Dask scheduler
+    visible_checks: bool = False  # records also hold the visible checks' results (what is graded, not an output)
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ def grade(request: GradeRequest) -> int:
         with store, _sigterm_as_ctrl_c():
             batch = grade_batch(submissions, jobs=max(1, request.jobs), settings=request.settings, store=store,
                                 regrade=request.regrade, scheduler=request.scheduler,
-                                visible_checks="gradescope" in request.outputs)
+                                visible_checks=request.visible_checks)
     except Interrupted as stop:
         print(f"interrupted: {stop.kept} of {stop.total} graded and kept in {request.db}; "
               "run the same command again to resume", file=sys.stderr)

@@ -71,6 +71,25 @@ def test_gradescope_results_json(class_folder, tmp_path):
     assert sum(t["max_score"] for t in document["tests"]) == 100
 
 
+def test_an_output_flag_does_not_change_what_is_graded(class_folder, tmp_path):
+    def grade(name: str, *flags: str) -> tuple[str, dict]:
+        grades, results = tmp_path / f"{name}.json", tmp_path / f"{name}.results.json"
+        assert main(["grade", str(class_folder / "ada.py"), "--json", str(grades), "--gradescope", str(results),
+                     "--db", str(tmp_path / f"{name}.sqlite"), "--jobs", "1", *flags]) == EXIT_OK
+        return grades.read_text(), json.loads(results.read_text())
+
+    plain = tmp_path / "plain.json"
+    assert main(["grade", str(class_folder / "ada.py"), "--json", str(plain), "--db", str(tmp_path / "plain.sqlite"),
+                 "--jobs", "1"]) == EXIT_OK
+    with_gradescope, results = grade("gradescope")
+    assert with_gradescope == plain.read_text()  # --gradescope only writes
+    assert not any(t["name"].startswith("Visible check") for t in results["tests"])
+    with_checks, results = grade("checks", "--visible-checks")
+    assert "visible_checks" in json.loads(with_checks)["submissions"][0]
+    assert sum(t["name"].startswith("Visible check") for t in results["tests"]) == 7
+    assert results["score"] == 100
+
+
 def test_usage_errors(tmp_path, capsys):
     assert main(["grade", str(tmp_path / "missing")]) == EXIT_USAGE
     assert "does not exist" in capsys.readouterr().err
