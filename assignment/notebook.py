@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from autograder.contract import PROBLEM_POINTS
+from assignment.contract import PROBLEM_POINTS
 
 ASSIGNMENT = "vae"
 SOURCE_NOTEBOOK_NAME = "vae.ipynb"

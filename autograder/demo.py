@@ -8,10 +8,11 @@ from pathlib import Path
 import nbformat
 
 from assignment.notebook import SOURCE_NOTEBOOK_NAME, build_notebook
-from assignment.release import build_release, execute_source_notebook
+from assignment.release import build_release
 from autograder import catalogue, outputs
 from autograder.batch import grade_all
 from autograder.collect import find_submissions
+from autograder.notebook_execution import execute_source_notebook
 from autograder.settings import Settings
 
 EXAMPLE_MISTAKES = ("kl_missing_half", "reparam_shared_noise", "iwae_missing_log_k", "vae_decoder_sigmoid")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from autograder.contract import PROBLEMS
+from assignment.contract import PROBLEMS
 from autograder.files import write_atomically
 
 

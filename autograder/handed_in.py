@@ -6,8 +6,8 @@ from __future__ import annotations
 import nbformat
 from nbformat import NotebookNode
 
+from assignment.contract import PROBLEM_POINTS
 from assignment.notebook import BEGIN_SOLUTION, END_SOLUTION, build_notebook
-from autograder.contract import PROBLEM_POINTS
 
 ANSWER = "The closed form has no sampling noise, so the estimate and its gradients vary less."
 

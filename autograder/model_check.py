@@ -17,9 +17,9 @@ from functools import lru_cache
 
 import torch
 
+from assignment.contract import ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN
 from assignment.public import vae_course
 from autograder import reference_cache
-from autograder.contract import ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN
 from solutions import vae as reference
 
 

@@ -39,8 +39,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer
 
+from assignment.contract import PROBLEM_POINTS
 from autograder.collect import Submission
-from autograder.contract import PROBLEM_POINTS
 from autograder.grading import grade, prepare_process
 from autograder.isolation import sandbox
 from autograder.isolation.limits import Limits

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.contract import PROBLEM_LABELS, PROBLEMS, TOTAL_POINTS
+from assignment.contract import PROBLEM_LABELS, PROBLEMS, TOTAL_POINTS
 from autograder.files import write_atomically
 from autograder.gradescope import write_gradescope
 from autograder.record import json_document

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
-from autograder.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
+from assignment.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
 
 FORMAT = "vae-assignment-grades"
 FORMAT_VERSION = 1

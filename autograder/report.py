@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN, PROBLEMS
+from assignment.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN, PROBLEMS
 from autograder.record import InvalidRecord, records_of
 
 TOP_TESTS = 15           # bars in the chart of the most failed tests (the table lists them all)

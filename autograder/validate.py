@@ -9,12 +9,12 @@ from pathlib import Path
 
 import nbformat
 
+from assignment.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
 from assignment.notebook import SOURCE_NOTEBOOK_NAME, build_notebook
 from assignment.release import build_release
 from autograder import catalogue
 from autograder.batch import grade_all
 from autograder.collect import find_submissions
-from autograder.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
 from autograder.outputs import timing_summary
 from autograder.settings import Settings
 

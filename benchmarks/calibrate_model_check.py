@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from assignment.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
 from autograder import model_check
-from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
+from autograder.catalogue import CORRECT, MISTAKES, build_source
 from autograder.grading import prepare_process
+from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 from autograder.settings import Settings
 from autograder.worker_client import Student
-from autograder.catalogue import CORRECT, MISTAKES, build_source
-from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import nbformat
 
+from assignment.contract import PROBLEMS
 from assignment.notebook import ASSIGNMENT, SOURCE_NOTEBOOK_NAME
 from autograder import similarity
 from autograder.collect import find_submissions
-from autograder.contract import PROBLEMS
 from autograder.handed_in import cell_by_id
 from benchmarks.make_class import new_course, write_class as write_benchmark_class
 from benchmarks.similarity_class import independent, write_class

@@ -23,10 +23,10 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from assignment.contract import PROBLEMS
 from assignment.notebook import ASSIGNMENT, SOURCE_NOTEBOOK_NAME
 from assignment.release import build_release
 from autograder.catalogue import CORRECT, MISTAKES, Variant, top_level_spans
-from autograder.contract import PROBLEMS
 from autograder.handed_in import cell_by_id, reference_notebook
 
 REFERENCE = "reference"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import nbformat
 
+from assignment.contract import PROBLEMS
 from autograder import similarity
 from autograder.catalogue import CORRECT, top_level_spans
-from autograder.contract import PROBLEMS
 from autograder.handed_in import cell_by_id, reference_notebook
 from benchmarks.make_class import patched_notebook
 

@@ -15,7 +15,7 @@ import torch
 from autograder.catalogue import (
     ALL, CORRECT, MISTAKES, Variant, build_source, reference_source, write_submissions,
 )
-from autograder.contract import PROBLEMS
+from assignment.contract import PROBLEMS
 
 DETERMINISTIC = (
     "gaussian_kl", "bernoulli_log_likelihood", "elbo", "gaussian_log_density", "iwae_bound",

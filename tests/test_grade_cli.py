@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from assignment.contract import PROBLEMS
 from autograder.cli import main
 from autograder.pipeline import EXIT_OK, EXIT_USAGE
-from autograder.contract import PROBLEMS
 
 REFERENCE = Path(__file__).resolve().parent.parent / "solutions" / "vae.py"
 pytestmark = pytest.mark.slow

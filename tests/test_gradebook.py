@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from assignment.contract import PROBLEM_LABELS, PROBLEMS
 from autograder import outputs
 from autograder.cli import main
-from autograder.contract import PROBLEM_LABELS, PROBLEMS
 from autograder.pipeline import EXIT_OK
 
 EVIL_ID = '=HYPERLINK("http:__evil.example","x")'  # a student names the file; the id is its stem

@@ -1,5 +1,6 @@
-"""The import graph: no module imports itself back through others (no cycle), and shipped code
-and the benchmarks never import the project's tests."""
+"""The import graph: no module imports itself back through others (no cycle), no package either
+(assignment never imports autograder), and shipped code and the benchmarks never import the
+project's tests."""
 from __future__ import annotations
 
 import ast
@@ -62,6 +63,18 @@ def test_shipped_code_and_benchmarks_do_not_import_the_tests():
     offenders = {module: sorted(i for i in imported if i.startswith("tests"))
                  for module, imported in graph.items() if module.startswith((*SHIPPED, "benchmarks"))}
     assert {module: tests for module, tests in offenders.items() if tests} == {}
+
+
+def test_the_packages_import_each_other_without_a_cycle():
+    # The course material (assignment) is what the grader (autograder) builds on, never the other way.
+    graph = import_graph()
+    packages = {top: set() for top in SHIPPED}
+    for module, imported in graph.items():
+        top = module.split(".")[0]
+        if top in packages:
+            packages[top] |= {name.split(".")[0] for name in imported} & set(SHIPPED) - {top}
+    assert find_cycle(packages) is None, f"package cycle: {' -> '.join(find_cycle(packages))}"
+    assert "autograder" not in packages["assignment"]
 
 
 def test_a_cycle_is_found():

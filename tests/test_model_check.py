@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from assignment.contract import ELBO_MARGIN
 from autograder import model_check
 from autograder.isolation import sandbox
-from autograder.contract import ELBO_MARGIN
 from autograder.isolation.limits import Limits
 from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 from autograder.settings import Settings

@@ -30,16 +30,16 @@ from nbformat import NotebookNode
 from assignment.notebook import (
     ASSIGNMENT, BEGIN_SOLUTION, END_SOLUTION, SOURCE_NOTEBOOK_NAME, build_notebook,
 )
+from assignment.contract import PROBLEM_POINTS, TOTAL_POINTS
 from assignment.release import COURSE_ID, build_release
 from autograder import mistakes
 from autograder.catalogue import ALL
-from autograder.isolation import sandbox
-from autograder.settings import Settings
 from autograder.collect import Submission
-from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.grading import grade
 from autograder.handed_in import cell_by_id, reference_notebook
 from autograder.hidden_pytest import HIDDEN_TESTS
+from autograder.isolation import sandbox
+from autograder.settings import Settings
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import nbformat
 import pytest
 from nbgrader.utils import determine_grade
 
+from assignment.contract import PROBLEM_POINTS
 from assignment.notebook import build_notebook
 from autograder import nbgrader_autograde
 from autograder.isolation import sandbox
-from autograder.contract import PROBLEM_POINTS
 from autograder.nbgrader_autograde import (
     SandboxedAutograde, copy_outputs, set_graded_outputs, without_graded_code,
 )

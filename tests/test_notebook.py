@@ -12,7 +12,7 @@ from assignment.notebook import (
     NOTEBOOK_MD, SOLUTIONS_PY, CellSpec, build_notebook, check_source, grading_code_cells,
     parse_cells, solution_source, visible_check_source, without_hidden_tests,
 )
-from autograder.contract import PROBLEM_POINTS
+from assignment.contract import PROBLEM_POINTS
 from solutions import vae as reference
 
 PROBLEMS = list(PROBLEM_POINTS)

@@ -12,12 +12,10 @@ import pytest
 import torch
 
 from assignment import release
+from assignment.contract import PROBLEM_POINTS
 from assignment.notebook import ASSIGNMENT, SOLUTIONS_PY, SOURCE_NOTEBOOK_NAME, grading_code_cells
-from assignment.release import (
-    NotebookExecutionError, ReleaseError, build_release, execute_notebook, main_release,
-    public_files,
-)
-from autograder.contract import PROBLEM_POINTS
+from assignment.release import ReleaseError, build_release, main_release, public_files
+from autograder.notebook_execution import NotebookExecutionError, execute_notebook
 
 FORBIDDEN = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS")
 STUB_NAMESPACE = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from assignment.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, PROBLEMS
 from autograder import outputs
-from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, PROBLEMS
 from autograder.mistakes import MISTAKES
 from autograder.record import json_document
 from autograder.report import ReportError, build_report, main_report

@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from assignment.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.catalogue import MISTAKES, build_source
-from autograder.contract import PROBLEM_POINTS, TOTAL_POINTS
 from autograder.record import InvalidRecord, validate_record
 from autograder.store import Key, ResultStore, StoreError
 from autograder.version import grader_version, grading_sources

@@ -11,9 +11,10 @@ import nbformat
 import pytest
 
 from assignment.notebook import BEGIN_SOLUTION, END_SOLUTION, SOURCE_NOTEBOOK_NAME, build_notebook
-from assignment.release import build_release, execute_notebook
-from autograder.mistakes import MISTAKES
+from assignment.release import build_release
 from autograder.catalogue import MISTAKES as CATALOGUE, build_source
+from autograder.mistakes import MISTAKES
+from autograder.notebook_execution import execute_notebook
 
 HINTS = {m.code: m.hint for m in MISTAKES}
 TARGET = json.loads((Path(__file__).resolve().parents[1] / "assignment" / "public"

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
+from assignment.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN
 from autograder import model_check
-from autograder.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN
 from autograder.feedback import failure
 from autograder.mistakes import MISTAKES
 
