@@ -20,7 +20,6 @@ import contextlib
 import functools
 import io
 import json
-import math
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
