@@ -14,6 +14,14 @@ on its line) and running until the next marker:
 Solution cells hold the reference with each function body (each method body, for the VAE)
 between `### BEGIN SOLUTION` / `### END SOLUTION`; nbgrader's ClearSolutions replaces every
 region by `raise NotImplementedError()`, so signatures and docstrings stay in the stubs.
+
+Every contract problem (assignment/contract.py) has one solution cell and one check cell, in
+the contract's order. What depends on the list of problems is written by the builder, from
+the contract, where these stand in a markdown or code cell:
+
+    {check_functions}                  the check functions, comma-separated (for the setup cell's import)
+    {points_table}                     a markdown table of the problems and their points
+    {total_points}                     the points of all problems together
 """
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from assignment.contract import PROBLEM_POINTS
+from assignment.contract import CONTRACT, PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS, problem
 
 ASSIGNMENT = "vae"
 SOURCE_NOTEBOOK_NAME = "vae.ipynb"
@@ -228,9 +236,34 @@ def _class_with_regions(lines: list[str], node: ast.ClassDef) -> list[str]:
 
 def visible_check_source(name: str) -> str:
     """What the release's check cell of problem `name` holds: the public vae_checks call."""
-    if name not in PROBLEM_POINTS:
-        raise ValueError(f"{name!r} is not a contract problem")
-    return f"check_{name.lower()}({name})"
+    return f"{problem(name).check_function}({name})"
+
+
+def points_table() -> str:
+    """The problems and their points as a markdown table: two problems to a row, in contract
+    order down the first pair of columns, then the second."""
+    rows = (len(CONTRACT) + 1) // 2
+    columns = [CONTRACT[:rows], CONTRACT[rows:]]
+    lines = ["| problem | points | problem | points |", "|---|---|---|---|"]
+    for index in range(rows):
+        cells = [text for column in columns
+                 for text in ((f"`{column[index].name}`", str(column[index].points)) if index < len(column) else ("", ""))]
+        lines.append("|" + "|".join(f" {text} " if text else " " for text in cells) + "|")
+    return "\n".join(lines)
+
+
+def _placeholders() -> dict[str, str]:
+    return {
+        "{check_functions}": ", ".join(entry.check_function for entry in CONTRACT),
+        "{points_table}": points_table(),
+        "{total_points}": str(TOTAL_POINTS),
+    }
+
+
+def _filled(source: str) -> str:
+    for placeholder, text in _placeholders().items():
+        source = source.replace(placeholder, text)
+    return source
 
 
 def check_source(name: str) -> str:
@@ -279,14 +312,14 @@ def _nbgrader(grade_id: str, *, grade: bool, solution: bool, locked: bool,
 
 def _cell(spec: CellSpec) -> NotebookNode:
     if spec.kind == "markdown":
-        return nbformat.v4.new_markdown_cell(spec.source)
+        return nbformat.v4.new_markdown_cell(_filled(spec.source))
     if spec.kind == "code":
         return nbformat.v4.new_code_cell(
-            spec.source, metadata=_nbgrader(spec.id, grade=False, solution=False, locked=True))
+            _filled(spec.source), metadata=_nbgrader(spec.id, grade=False, solution=False, locked=True))
     if spec.kind == "demo":
         metadata = _nbgrader(spec.id, grade=False, solution=False, locked=True)
         metadata[SKIP_MARK] = {"skip_when_grading": True}
-        return nbformat.v4.new_code_cell(spec.source, metadata=metadata)
+        return nbformat.v4.new_code_cell(_filled(spec.source), metadata=metadata)
     if spec.kind == "solution":
         return nbformat.v4.new_code_cell(
             solution_source(spec.id),
@@ -304,12 +337,16 @@ def _cell(spec: CellSpec) -> NotebookNode:
 
 
 def _check_problems(cells: list[CellSpec]) -> None:
-    """Every contract problem needs exactly one solution cell and one check cell."""
+    """Every contract problem needs exactly one solution cell and one check cell, in contract
+    order (the notebook numbers its problems in that order, and so does every output)."""
     for kind in ("solution", "check"):
         names = [cell.id for cell in cells if cell.kind == kind]
-        missing = [name for name in PROBLEM_POINTS if name not in names]
+        missing = [name for name in PROBLEMS if name not in names]
         if missing:
             raise ValueError(f"notebook.md has no {kind} cell for {', '.join(missing)}")
+        if names != list(PROBLEMS):
+            raise ValueError(f"notebook.md's {kind} cells come in the order {', '.join(names)}; they must "
+                             f"follow the contract's (assignment/contract.py): {', '.join(PROBLEMS)}")
 
 
 def build_notebook(text: str | None = None) -> NotebookNode:

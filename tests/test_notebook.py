@@ -1,6 +1,7 @@
 """assignment/notebook.py: notebook.md parsing, solution/check cells, nbgrader metadata."""
 import ast
 import inspect
+import re
 
 import nbformat
 import pytest
@@ -229,10 +230,25 @@ def test_grading_code_cells_skip_demos_and_nbgrader_tests():
     assert sources["setup"] == "import torch" and sources["elbo"] == solution_source("elbo")
 
 
-def test_problem_points_follow_the_contract():
-    assert PROBLEMS == ["gaussian_kl", "reparameterize", "bernoulli_log_likelihood", "elbo",
-                        "gaussian_log_density", "iwae_bound", "VAE"]
-    assert sum(PROBLEM_POINTS.values()) == 100
+def test_problem_cells_out_of_contract_order_are_an_error():
+    swapped = FIXTURE.replace("<!-- solution: gaussian_kl -->", "<!-- solution: TMP -->") \
+        .replace("<!-- solution: reparameterize -->", "<!-- solution: gaussian_kl -->") \
+        .replace("<!-- solution: TMP -->", "<!-- solution: reparameterize -->")
+    with pytest.raises(ValueError, match="must follow the contract's"):
+        build_notebook(swapped)
+
+
+def test_what_lists_the_problems_is_written_from_the_contract():
+    text = FIXTURE.replace("import torch", "from vae_checks import {check_functions}, check_all") + "\n".join(
+        ["<!-- markdown -->", "These, {total_points} points in all:", "", "{points_table}", ""])
+    nb = build_notebook(text)
+    assert nb.cells[1].source == "from vae_checks import " + ", ".join(
+        f"check_{name.lower()}" for name in PROBLEMS) + ", check_all"
+    table = nb.cells[-1].source
+    assert f"These, {sum(PROBLEM_POINTS.values())} points in all:" in table
+    for name, points in PROBLEM_POINTS.items():
+        assert f"| `{name}` | {points} |" in table
+    assert "{" not in table
 
 
 # ---------------------------------------------------------------------------- the real notebook.md
@@ -267,3 +283,10 @@ def test_real_notebook_grading_cells_hold_no_demo(real_notebook):
     labels = [label for label, _ in grading_code_cells(real_notebook)]
     assert not demo_ids & set(labels)
     assert [label for label in labels if label in PROBLEM_POINTS] == PROBLEMS
+
+
+def test_real_notebook_headings_number_the_problems_and_give_their_points(real_notebook):
+    """Each problem's section opens with "## Problem N (P points)": N in contract order, P the contract's."""
+    headings = [match.groups() for cell in real_notebook.cells if cell.cell_type == "markdown"
+                for match in [re.match(r"## Problem (\d+) \((\d+) points?\)", cell.source)] if match]
+    assert headings == [(str(number), str(PROBLEM_POINTS[name])) for number, name in enumerate(PROBLEMS, start=1)]
