@@ -22,7 +22,7 @@ def prepare_process(settings: Settings) -> None:
     reference_cache.use_folder(settings.cache_folder)
 
 
-def grade(submission: Submission, settings: Settings = Settings(), timing: dict | None = None, *,
+def grade(submission: Submission, settings: Settings, timing: dict | None = None, *,
           visible_checks: bool = False, isolation: sandbox.Isolation | None = None) -> dict:
     """The submission's record: scores per problem and test, and an error when it was unreadable.
     `timing`, when given, receives the seconds spent starting workers and training the model.

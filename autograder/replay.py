@@ -27,6 +27,7 @@ from assignment.public import vae_course
 from autograder import exact_json, reference_cache
 from autograder.collect import read_cells
 from autograder.hidden_pytest import run_pytest
+from autograder.isolation import sandbox
 from autograder.isolation.limits import Limits
 from autograder.untrusted import wire
 from autograder.untrusted.worker import Server
@@ -103,7 +104,8 @@ class ReferenceStudent(Student):
     """A Student whose worker is the reference, in process (only for recording examples)."""
 
     def __init__(self):
-        super().__init__([], Limits())
+        # No worker is ever started (the reference answers in this process): no limit or sandbox applies.
+        super().__init__([], Limits(), sandbox.Isolation("process", "the reference answers in this process"))
         self.worker = InProcessWorker(read_cells(REFERENCE))
 
     def _worker(self) -> InProcessWorker:

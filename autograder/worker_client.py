@@ -37,6 +37,10 @@ class WorkerFailure(Exception):
     """The worker timed out, crashed, broke a limit or sent something invalid."""
 
 
+class TimeLimitExceeded(WorkerFailure):
+    """A request ran past its time limit (the worker was killed)."""
+
+
 class OutputTrap:
     """Keeps the first and last `limit` bytes of a stream and counts the rest."""
 
@@ -129,7 +133,7 @@ class Worker:
             reply = wire.receive(self.reply_fd, timeout)
         except TimeoutError:
             self.kill()
-            raise WorkerFailure(f"your code did not finish within {timeout:g} s (time limit)") from None
+            raise TimeLimitExceeded(f"your code did not finish within {timeout:g} s (time limit)") from None
         except (wire.WireError, OSError) as error:
             try:
                 self.process.wait(timeout=2)  # bwrap needs a moment to pass on how the worker ended
@@ -189,10 +193,9 @@ class Student:
     message (so hypothesis's shrinking costs nothing); `begin_test` starts a fresh worker.
     """
 
-    def __init__(self, cells: list[tuple[str, str]], limits: Limits = Limits(),
-                 isolation: sandbox.Isolation | None = None):
-        """`isolation`: how workers are contained, as detected once by the grading process
-        (sandbox.detect() when not given)."""
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation):
+        """`limits` and `isolation`: what the grading process resolved once from its settings
+        (`Settings.limits`, `sandbox.detect(settings)`); nothing here has a default of its own."""
         self.cells, self.limits = cells, limits
         self.isolation = isolation
         self.deadline = time.monotonic() + limits.submission_seconds
@@ -208,9 +211,6 @@ class Student:
         self.hung = ""  # the function whose call first ran past the time limit
         self.timing = {"worker_start": 0.0, "model_training": 0.0}  # seconds, for benchmarks only
 
-    def _isolation(self) -> sandbox.Isolation:
-        return self.isolation or sandbox.detect()
-
     def begin_test(self) -> None:
         self.failure = None
         self.seed = 0
@@ -225,12 +225,13 @@ class Student:
             self.generation += 1
             started = time.perf_counter()
             try:
-                self.worker = Worker(self.cells, self.limits, self._isolation())
-            except WorkerFailure as failure:
+                self.worker = Worker(self.cells, self.limits, self.isolation)
+            except TimeLimitExceeded as failure:  # loading hangs: it would hang for every test
                 self.timing["worker_start"] += time.perf_counter() - started
-                if "did not finish" in str(failure):  # loading hangs: it would hang for every test
-                    self.start_failure = WorkerFailure(f"loading your submission: {failure}")
-                    raise self.start_failure from None
+                self.start_failure = TimeLimitExceeded(f"loading your submission: {failure}")
+                raise self.start_failure from None
+            except WorkerFailure:
+                self.timing["worker_start"] += time.perf_counter() - started
                 raise
             self.timing["worker_start"] += self.worker.start_seconds  # loading the cells counts as tests
             self.load_errors = self.worker.cell_errors
@@ -271,11 +272,9 @@ class Student:
                 "call", timeout, rng_seed=rng_seed, name=name, args=list(args), kwargs=kwargs,
                 grad_args=list(grad_args), grad_output=grad_output, repeat=repeat,
             )
-        except WorkerFailure as failure:
-            if "did not finish" not in str(failure):
-                raise
+        except TimeLimitExceeded as failure:
             if self.hung:
-                self.failure = WorkerFailure(f"{failure}: `{self.hung}` already ran past the "
+                self.failure = TimeLimitExceeded(f"{failure}: `{self.hung}` already ran past the "
                                              f"{self.limits.call_seconds:g} s limit, so every call gets "
                                              f"{self.limits.hung_call_seconds:g} s from then on")
                 raise self.failure from None
@@ -327,7 +326,7 @@ class Student:
         z = (mu + torch.exp(0.5 * logvar) * eval_eps).to(mu.dtype)
         if self.deadline - time.monotonic() <= 0:
             raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
-        worker = Worker(self.cells, self.limits, self._isolation())
+        worker = Worker(self.cells, self.limits, self.isolation)
         try:
             self.timing["worker_start"] += worker.start_seconds
             timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())

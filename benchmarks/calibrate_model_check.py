@@ -22,6 +22,7 @@ from assignment.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
 from autograder import model_check
 from autograder.catalogue import CORRECT, MISTAKES, build_source
 from autograder.grading import prepare_process
+from autograder.isolation import sandbox
 from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 from autograder.settings import Settings
 from autograder.worker_client import Student
@@ -56,11 +57,11 @@ def points(elbo: float, target: float) -> str:
     return "full" if elbo >= target - ELBO_MARGIN else "partial" if elbo >= target - ELBO_FLOOR_MARGIN else "none"
 
 
-def train(model: Model, seed: int) -> dict:
+def train(model: Model, seed: int, settings: Settings, isolation: sandbox.Isolation) -> dict:
     """Checkpoint estimates and the grader's score after the whole budget, for one seed."""
     x = model_check.heldout_data()
     eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
-    student = Student([("vae.py", model.source)])
+    student = Student([("vae.py", model.source)], settings.limits, isolation)
     try:
         handle = student.request("model_new", rng_seed=1 + seed, kwargs=model.kwargs)["handle"]
         training = {**model_check.training_arguments(), "seed": seed, "stop_at": None}
@@ -92,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--only", help="comma-separated parts of model names: train only the models they name")
     args = parser.parse_args(argv)
-    prepare_process(Settings.from_environment())
+    settings = Settings.from_environment()
+    prepare_process(settings)
+    isolation = sandbox.detect(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
     target = model_check.reference_heldout_elbo()
     stop_at = model_check.training_arguments()["stop_at"]
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [m for m in models() if not args.only or any(part in m.name for part in args.only.split(","))]
     for model in chosen:
         for seed in seeds:
-            line, same = row(model, seed, train(model, seed), target, stop_at)
+            line, same = row(model, seed, train(model, seed, settings, isolation), target, stop_at)
             all_same &= same
             lines.append(line)
             print(line, flush=True)

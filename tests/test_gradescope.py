@@ -22,21 +22,23 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from assignment.contract import CONTRACT
 from autograder.cli import main
 from autograder.collect import UsageError, find_submissions
 from autograder.gradescope import gradescope_results
 from autograder.gradescope_bundle import write_bundle
 from autograder.gradescope_run import choose
 from autograder.grading import grade
+from autograder.isolation.limits import Limits
 from autograder.pipeline import EXIT_OK, EXIT_USAGE
+from autograder.settings import Settings
 from autograder.worker_client import Student
 from autograder.catalogue import MISTAKES, build_source
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent
 SCHEMA = json.loads((TESTS / "gradescope_results.schema.json").read_text())
-VISIBLE_CHECKS = ["check_gaussian_kl", "check_reparameterize", "check_bernoulli_log_likelihood", "check_elbo",
-                  "check_gaussian_log_density", "check_iwae_bound", "check_vae"]
+VISIBLE_CHECKS = [problem.check_function for problem in CONTRACT]  # one per problem, in the notebook's order
 
 
 def validate(document: dict) -> dict:
@@ -136,9 +138,9 @@ def test_a_folder_is_not_a_bundle_name_and_an_installed_copy_is_no_source(tmp_pa
         write_bundle(tmp_path / "autograder.zip", root=tmp_path)
 
 
-def test_the_visible_checks_replies_are_untrusted(monkeypatch):
+def test_the_visible_checks_replies_are_untrusted(monkeypatch, isolation):
     """A worker that answers anything but (bool, text) fails every check, saying so."""
-    student = Student([("vae.py", "")])
+    student = Student([("vae.py", "")], Limits(), isolation)
     monkeypatch.setattr(student, "request", lambda *args, **kwargs: {"passed": "yes", "message": "all good"})
     checks = student.visible_checks()
     assert [c["name"] for c in checks] == VISIBLE_CHECKS
@@ -184,7 +186,7 @@ def test_a_failing_grader_still_leaves_a_results_json(source, tmp_path):
 
 def test_an_unreadable_submission_is_shown_at_once_and_scores_zero(tmp_path):
     (tmp_path / "alice.py").write_text("def gaussian_kl(:\n")
-    document = validate(gradescope_results(grade(find_submissions([tmp_path / "alice.py"])[0]), 1.0))
+    document = validate(gradescope_results(grade(find_submissions([tmp_path / "alice.py"])[0], Settings.from_environment()), 1.0))
     assert document["score"] == 0 and "SyntaxError" in document["output"]
     [shown] = entries(document, "visible")
     assert shown["status"] == "failed" and "SyntaxError" in shown["output"]

@@ -299,8 +299,8 @@ def _is_open(fd):
 
 
 @needs_sandbox
-def test_the_sandboxed_worker_sees_only_what_it_needs():
-    student = Student([("probe.py", PROBE)], Limits(call_seconds=10))
+def test_the_sandboxed_worker_sees_only_what_it_needs(isolation):
+    student = Student([("probe.py", PROBE)], Limits(call_seconds=10), isolation)
     try:
         uid, gid, pid, network, *visible, fds = student.call("probe")["out"]
     finally:
@@ -357,15 +357,15 @@ def find():
 
 @pytest.mark.skipif(bool(template_client.unavailable_reason(ISOLATION)),
                     reason=f"workers are not forked from a template here: {template_client.unavailable_reason(ISOLATION)}")
-def test_a_submission_finds_no_trace_of_the_one_graded_before_it():
+def test_a_submission_finds_no_trace_of_the_one_graded_before_it(isolation):
     """Workers forked from one template one after the other: files written to /tmp, /dev/shm,
     the working folder and home, and changes to the interpreter, die with the worker."""
-    first = Student([("leave.py", LEAVE_TRACES)], Limits(call_seconds=10))
+    first = Student([("leave.py", LEAVE_TRACES)], Limits(call_seconds=10), isolation)
     try:
         assert first.call("leave")["out"] == 4  # it could write its own folders
     finally:
         first.close()
-    second = Student([("find.py", LEAVE_TRACES)], Limits(call_seconds=10))
+    second = Student([("find.py", LEAVE_TRACES)], Limits(call_seconds=10), isolation)
     try:
         found_files, found_in_memory, processes_seen = second.call("find")["out"]
     finally:
