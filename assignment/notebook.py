@@ -246,8 +246,8 @@ def points_table() -> str:
     columns = [CONTRACT[:rows], CONTRACT[rows:]]
     lines = ["| problem | points | problem | points |", "|---|---|---|---|"]
     for index in range(rows):
-        cells = [text for column in columns
-                 for text in ((f"`{column[index].name}`", str(column[index].points)) if index < len(column) else ("", ""))]
+        entries = [column[index] if index < len(column) else None for column in columns]
+        cells = [text for entry in entries for text in ((f"`{entry.name}`", str(entry.points)) if entry else ("", ""))]
         lines.append("|" + "|".join(f" {text} " if text else " " for text in cells) + "|")
     return "\n".join(lines)
 

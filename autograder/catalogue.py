@@ -1,4 +1,4 @@
-"""Realistic student submissions, written as patches of the reference module.
+"""The catalogue: realistic student submissions, written as patches of the reference module.
 
 Each `Variant` replaces one or more top-level definitions of `solutions/vae.py` with new
 source; `build_source` applies the patch, so no submission is a hand-kept copy of the
@@ -7,18 +7,41 @@ problem, the one that must lose points); `CORRECT` holds submissions written dif
 that must get full marks. Sources of mistakes are the public threads listed in
 `ANCHORS.md` ("Realistic mistakes seen in public code").
 
-`hint` is the autograder's mistake code (`autograder/mistakes.py`) where the grader is
-expected to recognise the mistake and name it in the feedback; None where it is not.
+A mistake with a `Hint` is one the grader recognises and names in its feedback: this file is
+the one place a mistake is written. The mistake's code is how a FUNCTION problem's mistake is
+recognised (`autograder/mistakes.py` runs it on the student's input and compares), the visible
+checks' stored outputs of mistakes come from it (`autograder/check_values.py`), and `vae-assignment
+validate` grades it as a submission (its hint must be named). The hidden tests of a SAMPLER or
+MODEL problem recognise its mistakes themselves and look the hint up by code.
+
+A course adds its entries with `catalogued(...)` in its problem's section, above the end of
+the file, where `MISTAKES` and `CORRECT` are put in contract order.
 """
 from __future__ import annotations
 
 import ast
 import textwrap
-from collections.abc import Iterable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from assignment.contract import PROBLEMS
+
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "solutions" / "vae.py"
+
+
+@dataclass(frozen=True)
+class Hint:
+    """How the grader names a recognised mistake in its feedback."""
+    code: str                      # stable id kept in every record, snake_case, e.g. "kl_missing_half"
+    text: str                      # one teaching sentence for the student
+    # A FUNCTION problem's result that is non-finite where the reference's is finite is put
+    # down to this mistake when nonfinite_when(*args, **kwargs) is true (-inf and nan come in
+    # many forms, so they are not compared).
+    nonfinite_when: Callable[..., bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -28,109 +51,149 @@ class Variant:
     description: str               # one line, with the public source of the mistake if known
     replaces: Mapping[str, str]    # name in solutions/vae.py ("elbo", "VAE.encode") -> its new source
     extra: str = ""                # top-level code appended (helpers, imports, prints)
-    hint: str | None = None        # mistake code the grader should recognise, else None
+    hint: Hint | None = None       # how the grader names this mistake; None: not named
+
+
+_entries: list[Variant] = []
+
+
+def catalogued(*variants: Variant) -> None:
+    """Add entries to the catalogue."""
+    _entries.extend(variants)
 
 
 def _src(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
 
 
-def _mistake(name: str, problem: str, description: str, source: str,
-             hint: str | None = None) -> Variant:
-    return Variant(name, problem, description, {problem: _src(source)}, hint=hint)
+def reference_source() -> str:
+    return REFERENCE_PATH.read_text()
+
+
+def reference_signature(name: str) -> str:
+    """The decorators and `def` line(s) of the reference's top-level function `name`."""
+    source = reference_source()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            return "\n".join(source.splitlines()[start - 1:node.body[0].lineno - 1]) + "\n"
+    raise KeyError(f"{REFERENCE_PATH} has no top-level function {name!r}")
+
+
+def _mistake(name: str, problem: str, description: str, body: str, hint: str | Hint | None = None) -> Variant:
+    """A mistake in the function `problem`: its reference signature with `body`. A `hint` given
+    as text is named by the variant's own name as its code."""
+    source = reference_signature(problem) + textwrap.indent(_src(body), "    ")
+    hint = Hint(name, hint) if isinstance(hint, str) else hint
+    return Variant(name, problem, description, {problem: source}, hint=hint)
 
 
 # ---------------------------------------------------------------------------- gaussian_kl
-_KL_HEAD = (
-    "def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor | float = 0.0, "
-    "logvar_p: Tensor | float = 0.0) -> Tensor:\n"
-)
-
-
-def _kl(body: str) -> str:
-    return _KL_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
-
-
-_KL_MISTAKES = (
+catalogued(
     _mistake(
         "kl_missing_half", "gaussian_kl",
         "closed-form KL without the factor 1/2 (PyTorch-VAE #69)",
-        _kl("""
+        """
             logvar_p = torch.as_tensor(logvar_p)
             kl = (logvar_p - logvar_q
                   + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
             return kl.sum(dim=-1)
-        """),
-        hint="kl_missing_half",
+        """,
+        hint="It looks like the 1/2 in front of the KL is missing.",
     ),
     _mistake(
         "kl_std_for_logvar", "gaussian_kl",
         "exp(logvar) used as the std, so the variance is exp(2 logvar) (keras #3283 in the KL)",
-        _kl("""
+        """
             logvar_p = torch.as_tensor(logvar_p)
             std_q, std_p = torch.exp(logvar_q), torch.exp(logvar_p)
             kl = (torch.log(std_p / std_q)
                   + (std_q ** 2 + (mu_q - mu_p) ** 2) / (2 * std_p ** 2) - 0.5)
             return kl.sum(dim=-1)
-        """),
-        hint="kl_std_for_logvar",
+        """,
+        hint="It looks like exp(logvar) was used as the standard deviation: the variance is "
+             "exp(logvar), so the standard deviation is exp(logvar / 2).",
+    ),
+    _mistake(
+        "kl_logvar_as_variance", "gaussian_kl",
+        "logvar taken for the variance itself: log(var_p) - log(var_q) with var = logvar (no hint: "
+        "its KL is nan for every negative logvar and for the default prior, so no test could name it)",
+        """
+            var_q, var_p = logvar_q, torch.as_tensor(logvar_p)
+            kl = 0.5 * (torch.log(var_p) - torch.log(var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1.0)
+            return kl.sum(dim=-1)
+        """,
+    ),
+    _mistake(
+        "kl_logvar_as_std", "gaussian_kl",
+        "logvar taken for the standard deviation: the variance is logvar ** 2",
+        """
+            var_q, var_p = logvar_q ** 2, torch.as_tensor(logvar_p) ** 2
+            kl = 0.5 * (torch.log(var_p) - torch.log(var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1.0)
+            return kl.sum(dim=-1)
+        """,
+        hint="It looks like logvar was used as the standard deviation: it is the log of the "
+             "variance, so the standard deviation is exp(logvar / 2).",
     ),
     _mistake(
         "kl_sign", "gaussian_kl",
         "KL with its sign flipped (pytorch/examples #824, FluxML model-zoo #147)",
-        _kl("""
+        """
             logvar_p = torch.as_tensor(logvar_p)
             kl = 0.5 * (logvar_q - logvar_p + 1.0
                         - (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p))
             return kl.sum(dim=-1)
-        """),
-        hint="kl_sign",
+        """,
+        hint="It looks like the sign of the KL is flipped: KL(q || p) is never negative.",
     ),
     _mistake(
         "kl_mean_not_sum", "gaussian_kl",
         "KL averaged over the latent dimensions instead of summed (keras-io #270, keras-molecules #59)",
-        _kl("""
+        """
             logvar_p = torch.as_tensor(logvar_p)
             kl = 0.5 * (logvar_p - logvar_q
                         + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
             return kl.mean(dim=-1)
-        """),
-        hint="kl_mean_not_sum",
-    ),
-    _mistake(
-        "kl_prior_ignored", "gaussian_kl",
-        "the prior arguments are accepted but ignored: always KL against N(0, I)",
-        _kl("""
-            kl = -0.5 * (1 + logvar_q - mu_q ** 2 - torch.exp(logvar_q))
-            return kl.sum(dim=-1)
-        """),
-        hint="kl_prior_ignored",
-    ),
-    _mistake(
-        "kl_swapped", "gaussian_kl",
-        "KL(p || q) computed instead of KL(q || p)",
-        _kl("""
-            logvar_p = torch.as_tensor(logvar_p)
-            kl = 0.5 * (logvar_q - logvar_p
-                        + (torch.exp(logvar_p) + (mu_p - mu_q) ** 2) / torch.exp(logvar_q) - 1.0)
-            return kl.sum(dim=-1)
-        """),
-        hint="kl_swapped",
+        """,
+        hint="It looks like the KL is averaged over the latent dimensions: sum it over the last "
+             "dimension instead.",
     ),
     _mistake(
         "kl_per_dimension", "gaussian_kl",
         "returns the per-coordinate KL: the sum over the last dimension is missing",
-        _kl("""
+        """
             logvar_p = torch.as_tensor(logvar_p)
             return 0.5 * (logvar_p - logvar_q
                           + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
-        """),
-        hint="kl_per_dimension",
+        """,
+        hint="It looks like the per-coordinate KL terms are not summed over the last dimension.",
+    ),
+    _mistake(
+        "kl_prior_ignored", "gaussian_kl",
+        "the prior arguments are accepted but ignored: always KL against N(0, I)",
+        """
+            kl = -0.5 * (1 + logvar_q - mu_q ** 2 - torch.exp(logvar_q))
+            return kl.sum(dim=-1)
+        """,
+        hint="It looks like mu_p and logvar_p are ignored (the prior is always N(0, I)): use them "
+             "in the formula.",
+    ),
+    _mistake(
+        "kl_swapped", "gaussian_kl",
+        "KL(p || q) computed instead of KL(q || p)",
+        """
+            logvar_p = torch.as_tensor(logvar_p)
+            kl = 0.5 * (logvar_q - logvar_p
+                        + (torch.exp(logvar_p) + (mu_p - mu_q) ** 2) / torch.exp(logvar_q) - 1.0)
+            return kl.sum(dim=-1)
+        """,
+        hint="It looks like q and p are swapped, i.e. KL(p || q) was computed: the KL is not "
+             "symmetric.",
     ),
     _mistake(
         "kl_hardcoded_batch_float32", "gaussian_kl",
         "loop over latent dims into torch.zeros(batch): breaks for 3-D input, returns float32 for float64",
-        _kl("""
+        """
             logvar_p = torch.as_tensor(logvar_p)
             total = torch.zeros(mu_q.shape[0])
             for j in range(mu_q.shape[-1]):
@@ -140,313 +203,362 @@ _KL_MISTAKES = (
                                 + (torch.exp(logvar_q[:, j]) + (mu_q[:, j] - mp) ** 2) / torch.exp(lp)
                                 - 1.0)
             return total
-        """),
+        """,
     ),
     _mistake(
         "kl_clamped_logvar", "gaussian_kl",
         "log-variances clamped to [-30, 20] first, as latent-diffusion's DiagonalGaussianDistribution does",
-        _kl("""
+        """
             logvar_q = torch.clamp(logvar_q, -30.0, 20.0)
             logvar_p = torch.clamp(torch.as_tensor(logvar_p, dtype=logvar_q.dtype), -30.0, 20.0)
             kl = 0.5 * (logvar_p - logvar_q
                         + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) / torch.exp(logvar_p) - 1.0)
             return kl.sum(dim=-1)
-        """),
+        """,
     ),
     _mistake(
         "kl_placeholder_zeros", "gaussian_kl",
         "the placeholder left in: zeros of the right shape, whatever the arguments",
-        _kl("""
+        """
             shape = torch.broadcast_shapes(mu_q.shape, logvar_q.shape)
             return torch.zeros(shape[:-1], dtype=mu_q.dtype)
-        """),
+        """,
     ),
 )
 
 # ------------------------------------------------------------------------- reparameterize
-_REPARAM_HEAD = "def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:\n"
+_NO_GRADIENT = Hint("reparam_no_gradient",
+                    "It looks like z carries no gradient to mu and logvar (torch.normal, .sample() or a "
+                    "detach): build z = mu + std * eps from the inputs.")
 
-
-def _rp(body: str) -> str:
-    return _REPARAM_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
-
-
-_REPARAM_MISTAKES = (
+catalogued(
     _mistake(
         "reparam_std_is_exp_logvar", "reparameterize",
         "std = exp(logvar) instead of exp(logvar / 2) (keras #3283, ibp_vae #3, world-models #13)",
-        _rp("""
+        """
             std = torch.exp(logvar)
             eps = torch.randn_like(std)
             return mu + std * eps
-        """),
-        hint="reparam_std_is_exp_logvar",
+        """,
+        hint="It looks like the noise is scaled by exp(logvar): the standard deviation is "
+             "exp(logvar / 2).",
     ),
     _mistake(
         "reparam_no_noise", "reparameterize",
         "returns z = mu: no noise at all (eps unused, keras PR #4211)",
-        _rp("""
+        """
             return mu
-        """),
-        hint="reparam_no_noise",
+        """,
+        hint="It looks like z = mu: no noise is added, so z is not a sample.",
     ),
     _mistake(
         "reparam_shared_noise", "reparameterize",
         "one eps of shape (z_dim,) shared by every example of the batch",
-        _rp("""
+        """
             std = torch.exp(0.5 * logvar)
             eps = torch.randn(mu.shape[-1])
             return mu + std * eps
-        """),
-        hint="reparam_shared_noise",
+        """,
+        hint="It looks like one eps is shared by the whole batch: draw eps with the shape of mu "
+             "(e.g. torch.randn_like).",
     ),
     _mistake(
         "reparam_torch_normal", "reparameterize",
         "z = torch.normal(mu, std): not reparameterised, gradients to mu and logvar are zero (pytorch #4620)",
-        _rp("""
+        """
             std = torch.exp(0.5 * logvar)
             return torch.normal(mu, std)
-        """),
-        hint="reparam_no_gradient",
+        """,
+        hint=_NO_GRADIENT,
     ),
     _mistake(
         "reparam_distribution_sample", "reparameterize",
         "Normal(mu, std).sample() instead of rsample(): no gradient (pytorch #4620)",
-        _rp("""
+        """
             std = torch.exp(0.5 * logvar)
             return torch.distributions.Normal(mu, std).sample()
-        """),
-        hint="reparam_no_gradient",
+        """,
+        hint=_NO_GRADIENT,
     ),
     _mistake(
         "reparam_numpy_noise", "reparameterize",
         "eps drawn with numpy: not repeatable under torch.manual_seed",
-        _rp("""
+        """
             import numpy as np
             std = torch.exp(0.5 * logvar)
             eps = torch.from_numpy(np.random.randn(*std.shape)).to(std)
             return mu + std * eps
-        """),
-        hint="reparam_not_torch_rng",
+        """,
+        hint=Hint("reparam_not_torch_rng",
+                  "It looks like eps does not come from torch's random generator, so torch.manual_seed "
+                  "does not make it repeatable: draw it with torch.randn_like or torch.randn."),
     ),
     _mistake(
         "reparam_uniform_noise", "reparameterize",
         "eps from torch.rand_like (uniform on [0, 1)) instead of N(0, I) (keras PR #4211 flavour)",
-        _rp("""
+        """
             std = torch.exp(0.5 * logvar)
             eps = torch.rand_like(std)
             return mu + std * eps
-        """),
+        """,
     ),
     _mistake(
         "reparam_detached", "reparameterize",
         "mu and std detached before sampling: no gradient reaches the encoder",
-        _rp("""
+        """
             std = torch.exp(0.5 * logvar).detach()
             eps = torch.randn_like(std)
             return mu.detach() + std * eps
-        """),
-        hint="reparam_no_gradient",
+        """,
+        hint=_NO_GRADIENT,
     ),
     _mistake(
         "reparam_noise_like_std", "reparameterize",
         "eps = torch.randn_like(std) (pytorch/examples): eps has logvar's shape only, so a batch axis "
         "that only mu has shares one noise",
-        _rp("""
+        """
             std = torch.exp(0.5 * logvar)
             eps = torch.randn_like(std)
             return mu + eps * std
-        """),
+        """,
     ),
     _mistake(
         "reparam_clamped_logvar", "reparameterize",
         "log-variance clamped to [-30, 20] before sampling, as latent-diffusion's DiagonalGaussianDistribution does",
-        _rp("""
+        """
             logvar = torch.clamp(logvar, -30.0, 20.0)
             mu, logvar = torch.broadcast_tensors(mu, logvar)
             return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        """),
+        """,
     ),
     _mistake(
         "reparam_returns_eps", "reparameterize",
         "returns the noise eps itself: the shift by mu and the scaling by the std are missing",
-        _rp("""
+        """
             mu, logvar = torch.broadcast_tensors(mu, logvar)
             return torch.randn_like(mu)
-        """),
+        """,
     ),
 )
 
 # --------------------------------------------------------------- bernoulli_log_likelihood
-_BLL_HEAD = "def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:\n"
+def _large_logits(x: object, logits: object) -> bool:
+    """Logits this large already saturate sigmoid in float32 (1 - sigmoid(17) == 0), so
+    log(sigmoid(.)) and log(1 - sigmoid(.)) can give -inf there."""
+    return isinstance(logits, torch.Tensor) and bool(logits.detach().abs().max() > 15.0)
 
 
-def _bll(body: str) -> str:
-    return _BLL_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
-
-
-_BLL_MISTAKES = (
+catalogued(
     _mistake(
         "bll_mean_not_sum", "bernoulli_log_likelihood",
         "log-likelihood averaged over pixels (mean-reduced BCE, pytorch/examples #234, #817)",
-        _bll("""
+        """
             return (x * logits - F.softplus(logits)).mean(dim=-1)
-        """),
-        hint="bll_mean_not_sum",
-    ),
-    _mistake(
-        "bll_naive_log_sigmoid", "bernoulli_log_likelihood",
-        "x log sigmoid(l) + (1 - x) log(1 - sigmoid(l)): -inf / nan at extreme logits (kvfrans VAE #5)",
-        _bll("""
-            p = torch.sigmoid(logits)
-            return (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(dim=-1)
-        """),
-        hint="naive_log_sigmoid",
+        """,
+        hint="It looks like the log-likelihood is averaged over the pixels: sum it over the last "
+             "dimension instead.",
     ),
     _mistake(
         "bll_sign", "bernoulli_log_likelihood",
         "returns the BCE (a negative log-likelihood) instead of the log-likelihood",
-        _bll("""
+        """
             return (F.softplus(logits) - x * logits).sum(dim=-1)
-        """),
-        hint="bll_sign",
-    ),
-    _mistake(
-        "bll_double_sigmoid", "bernoulli_log_likelihood",
-        "sigmoid applied before BCE-with-logits, so the sigmoid is taken twice (daisyRec #15)",
-        _bll("""
-            probs = torch.sigmoid(logits)
-            x, probs = torch.broadcast_tensors(x, probs)
-            return -F.binary_cross_entropy_with_logits(probs, x, reduction="none").sum(dim=-1)
-        """),
-        hint="bll_double_sigmoid",
+        """,
+        hint="It looks like the sign is flipped: that is the binary cross-entropy, while "
+             "log p(x | z) of binary pixels is never positive.",
     ),
     _mistake(
         "bll_logits_as_probs", "bernoulli_log_likelihood",
         "logits treated as probabilities: F.binary_cross_entropy on clamped logits",
-        _bll("""
+        """
             probs = logits.clamp(1e-6, 1 - 1e-6)
             x, probs = torch.broadcast_tensors(x, probs)
             return -F.binary_cross_entropy(probs, x, reduction="none").sum(dim=-1)
-        """),
-        hint="bll_logits_as_probs",
+        """,
+        hint="It looks like the logits were used as probabilities: the probability of a pixel "
+             "being 1 is sigmoid(logits).",
+    ),
+    _mistake(
+        "bll_double_sigmoid", "bernoulli_log_likelihood",
+        "sigmoid applied before BCE-with-logits, so the sigmoid is taken twice (daisyRec #15)",
+        """
+            probs = torch.sigmoid(logits)
+            x, probs = torch.broadcast_tensors(x, probs)
+            return -F.binary_cross_entropy_with_logits(probs, x, reduction="none").sum(dim=-1)
+        """,
+        hint="It looks like the sigmoid is applied twice (e.g. BCE-with-logits on "
+             "sigmoid(logits)): the logits go into the formula as they are.",
+    ),
+    _mistake(
+        "bll_naive_log_sigmoid", "bernoulli_log_likelihood",
+        "x log sigmoid(l) + (1 - x) log(1 - sigmoid(l)): -inf / nan at extreme logits (kvfrans VAE #5)",
+        """
+            p = torch.sigmoid(logits)
+            return (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(dim=-1)
+        """,
+        hint=Hint("naive_log_sigmoid",
+                  "It looks like log(sigmoid(logits)), log(1 - sigmoid(logits)) or "
+                  "log(1 + exp(logits)) is computed directly, which gives -inf or nan for large "
+                  "logits: rewrite it with a stable function such as F.softplus or "
+                  "F.binary_cross_entropy_with_logits.",
+                  nonfinite_when=_large_logits),
+    ),
+    _mistake(
+        "bll_clamped_bce", "bernoulli_log_likelihood",
+        "F.binary_cross_entropy on sigmoid(logits): each log is clamped at -100 (nn.BCELoss does the same)",
+        """
+            x, probs = torch.broadcast_tensors(x, torch.sigmoid(logits))
+            return -F.binary_cross_entropy(probs, x, reduction="none").sum(dim=-1)
+        """,
+        hint="It looks like F.binary_cross_entropy (or nn.BCELoss) is used on sigmoid(logits): it "
+             "clamps each log at -100, so a logit of -500 for a pixel that is 1 gives -100 instead "
+             "of -500. Use F.binary_cross_entropy_with_logits or F.softplus on the logits.",
     ),
     _mistake(
         "bll_expand_x", "bernoulli_log_likelihood",
         "x.expand_as(logits) before BCE-with-logits: works when logits carry the sample axis, "
         "fails when x does",
-        _bll("""
+        """
             target = x.expand_as(logits)
             return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
-        """),
+        """,
     ),
 )
 
 # ------------------------------------------------------------------------------- elbo
-_ELBO_HEAD = (
-    "def elbo(x: Tensor, logits: Tensor, mu: Tensor, logvar: Tensor, "
-    "beta: float = 1.0) -> Tensor:\n"
-)
-
-
-def _elbo(body: str) -> str:
-    return _ELBO_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
-
-
-_ELBO_MISTAKES = (
+catalogued(
     _mistake(
         "elbo_kl_added", "elbo",
         "the KL term added instead of subtracted",
-        _elbo("""
+        """
             return bernoulli_log_likelihood(x, logits) + beta * gaussian_kl(mu, logvar)
-        """),
-        hint="elbo_kl_added",
+        """,
+        hint="It looks like the KL term is added instead of subtracted.",
     ),
     _mistake(
         "elbo_beta_ignored", "elbo",
         "beta accepted but never used",
-        _elbo("""
+        """
             return bernoulli_log_likelihood(x, logits) - gaussian_kl(mu, logvar)
-        """),
-        hint="elbo_beta_ignored",
-    ),
-    _mistake(
-        "elbo_mean_over_batch", "elbo",
-        "averaged over the batch: returns a scalar (pytorch/examples #234 flavour)",
-        _elbo("""
-            return (bernoulli_log_likelihood(x, logits) - beta * gaussian_kl(mu, logvar)).mean()
-        """),
-        hint="elbo_mean_over_batch",
+        """,
+        hint="It looks like beta is ignored: the KL term must be multiplied by beta.",
     ),
     _mistake(
         "elbo_beta_on_likelihood", "elbo",
         "beta multiplies the reconstruction term instead of the KL",
-        _elbo("""
+        """
             return beta * bernoulli_log_likelihood(x, logits) - gaussian_kl(mu, logvar)
-        """),
-        hint="elbo_beta_on_likelihood",
+        """,
+        hint="It looks like beta multiplies the log-likelihood instead of the KL term.",
+    ),
+    _mistake(
+        "elbo_negated", "elbo",
+        "returns the training loss, the negative ELBO",
+        """
+            return -(bernoulli_log_likelihood(x, logits) - beta * gaussian_kl(mu, logvar))
+        """,
+        hint="It looks like the negative ELBO (the training loss) is returned: the ELBO is the "
+             "log-likelihood minus beta times the KL.",
+    ),
+    _mistake(
+        "elbo_likelihood_mean_over_pixels", "elbo",
+        "reconstruction term averaged over the pixels, KL summed (pytorch/examples #234)",
+        """
+            return bernoulli_log_likelihood(x, logits) / x.shape[-1] - beta * gaussian_kl(mu, logvar)
+        """,
+        hint="It looks like the reconstruction term is averaged over the pixels while the KL is "
+             "summed (pytorch/examples #234), which gives the KL x_dim times its weight: sum "
+             "log p(x | z) over the pixels.",
+    ),
+    _mistake(
+        "elbo_mean_over_batch", "elbo",
+        "averaged over the batch: returns a scalar (pytorch/examples #234 flavour)",
+        """
+            return (bernoulli_log_likelihood(x, logits) - beta * gaussian_kl(mu, logvar)).mean()
+        """,
+        hint="It looks like the ELBO is averaged over the batch: return one value per example "
+             "(no reduction).",
+    ),
+    _mistake(
+        "elbo_sum_over_batch", "elbo",
+        "summed over the batch: returns a scalar",
+        """
+            return (bernoulli_log_likelihood(x, logits) - beta * gaussian_kl(mu, logvar)).sum()
+        """,
+        hint="It looks like the ELBO is summed over the batch: return one value per example "
+             "(no reduction).",
     ),
     _mistake(
         "elbo_kl_detached", "elbo",
         "the KL term detached (logged as a number and subtracted): right values, no gradient to mu and logvar",
-        _elbo("""
+        """
             kl = gaussian_kl(mu, logvar).detach()
             return bernoulli_log_likelihood(x, logits) - beta * kl
-        """),
+        """,
     ),
 )
 
 # ----------------------------------------------------------------- gaussian_log_density
-_GLD_HEAD = "def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:\n"
-
-
-def _gld(body: str) -> str:
-    return _GLD_HEAD + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
-
-
-_GLD_MISTAKES = (
+catalogued(
     _mistake(
         "gld_missing_constant", "gaussian_log_density",
         "the -log(2 pi) / 2 constant of each coordinate left out",
-        _gld("""
+        """
             return (-0.5 * (logvar + (z - mu) ** 2 / torch.exp(logvar))).sum(dim=-1)
-        """),
-        hint="gld_missing_constant",
+        """,
+        hint="It looks like the -log(2 pi) / 2 constant of each coordinate is missing.",
     ),
     _mistake(
         "gld_std_for_logvar", "gaussian_log_density",
         "exp(logvar) used as the std (keras #3283 in the density)",
-        _gld("""
+        """
             std = torch.exp(logvar)
             log_density = -0.5 * math.log(2 * math.pi) - torch.log(std) - (z - mu) ** 2 / (2 * std ** 2)
             return log_density.sum(dim=-1)
-        """),
-        hint="gld_std_for_logvar",
+        """,
+        hint="It looks like exp(logvar) was used as the standard deviation: the variance is "
+             "exp(logvar), so the standard deviation is exp(logvar / 2).",
     ),
     _mistake(
         "gld_missing_half", "gaussian_log_density",
         "the 1/2 of the quadratic term left out",
-        _gld("""
+        """
             log_density = -0.5 * (math.log(2 * math.pi) + logvar) - (z - mu) ** 2 / torch.exp(logvar)
             return log_density.sum(dim=-1)
-        """),
-        hint="gld_missing_half",
+        """,
+        hint="It looks like the 1/2 in front of the squared term (z - mu)^2 / exp(logvar) is "
+             "missing.",
+    ),
+    _mistake(
+        "gld_missing_log_det", "gaussian_log_density",
+        "the -logvar / 2 term (the normalising 1 / std) left out",
+        """
+            return (-0.5 * (math.log(2 * math.pi) + (z - mu) ** 2 / torch.exp(logvar))).sum(dim=-1)
+        """,
+        hint="It looks like the -logvar / 2 term of each coordinate (the log of the normalising "
+             "1 / standard deviation) is missing.",
+    ),
+    _mistake(
+        "gld_sign", "gaussian_log_density",
+        "returns the negative log-density",
+        """
+            return (0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / torch.exp(logvar))).sum(dim=-1)
+        """,
+        hint="It looks like the sign is flipped: that is the negative log-density.",
     ),
     _mistake(
         "gld_mean_over_dims", "gaussian_log_density",
         "log-density averaged over the coordinates instead of summed",
-        _gld("""
+        """
             log_density = -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / torch.exp(logvar))
             return log_density.mean(dim=-1)
-        """),
-        hint="gld_mean_over_dims",
+        """,
+        hint="It looks like the log-density is averaged over the coordinates: sum it over the "
+             "last dimension instead.",
     ),
 )
 
 # ---------------------------------------------------------------------------- iwae_bound
-_IWAE_HEAD = (
-    "def iwae_bound(x: Tensor, logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:\n"
-)
 _IWAE_LOG_WEIGHTS = """
     zeros = torch.zeros_like(z)
     log_weights = (
@@ -458,18 +570,23 @@ _IWAE_LOG_WEIGHTS = """
 
 
 def _iwae(body: str, log_weights: str = _IWAE_LOG_WEIGHTS) -> str:
-    text = textwrap.dedent(log_weights).strip() + "\n" + textwrap.dedent(body).strip()
-    return _IWAE_HEAD + textwrap.indent(text, "    ") + "\n"
+    """The body of an iwae_bound: its log-weights, then `body`."""
+    return textwrap.dedent(log_weights).strip() + "\n" + textwrap.dedent(body).strip()
 
 
-_IWAE_MISTAKES = (
+def _always(*args: object) -> bool:
+    return True
+
+
+catalogued(
     _mistake(
         "iwae_mean_of_log_weights", "iwae_bound",
         "mean of the log-weights (the K-sample ELBO) instead of log-mean-exp (generative-tf #1)",
         _iwae("""
             return log_weights.mean(dim=0)
         """),
-        hint="iwae_mean_of_log_weights",
+        hint="It looks like the log-weights are averaged over the K samples, which gives the "
+             "ELBO: the bound is the log of the mean of the weights (use torch.logsumexp).",
     ),
     _mistake(
         "iwae_missing_log_k", "iwae_bound",
@@ -477,15 +594,17 @@ _IWAE_MISTAKES = (
         _iwae("""
             return torch.logsumexp(log_weights, dim=0)
         """),
-        hint="iwae_missing_log_k",
+        hint="It looks like the -log K is missing: the bound takes the mean of the K weights "
+             "inside the log, not their sum.",
     ),
     _mistake(
-        "iwae_naive_log_mean_exp", "iwae_bound",
-        "log(mean(exp(w))): underflows to -inf when the log-weights are around -1e4",
+        "iwae_sum_of_log_weights", "iwae_bound",
+        "sum of the log-weights over the K samples instead of log-mean-exp",
         _iwae("""
-            return torch.log(torch.exp(log_weights).mean(dim=0))
+            return log_weights.sum(dim=0)
         """),
-        hint="iwae_naive_log_mean_exp",
+        hint="It looks like the log-weights are summed over the K samples: the bound is the log "
+             "of the mean of the weights (use torch.logsumexp).",
     ),
     _mistake(
         "iwae_q_p_swapped", "iwae_bound",
@@ -500,7 +619,28 @@ _IWAE_MISTAKES = (
                 - gaussian_log_density(z, zeros, zeros)
             )
         """),
-        hint="iwae_q_p_swapped",
+        hint="It looks like the weights use q(z | x) / p(z) instead of p(z) / q(z | x).",
+    ),
+    _mistake(
+        "iwae_logsumexp_over_batch", "iwae_bound",
+        "logsumexp over the last axis, the batch, instead of the K samples on axis 0",
+        _iwae("""
+            return torch.logsumexp(log_weights, dim=-1) - math.log(z.shape[0])
+        """),
+        hint="It looks like the logsumexp runs over the batch axis: the K samples are on the "
+             "first axis (dim=0).",
+    ),
+    _mistake(
+        "iwae_naive_log_mean_exp", "iwae_bound",
+        "log(mean(exp(w))): underflows to -inf when the log-weights are around -1e4",
+        _iwae("""
+            return torch.log(torch.exp(log_weights).mean(dim=0))
+        """),
+        hint=Hint("iwae_naive_log_mean_exp",
+                  "It looks like the log-weights are exponentiated before averaging, which "
+                  "underflows to 0 when they are around -1e4: use torch.logsumexp (and a "
+                  "bernoulli_log_likelihood that stays finite for large logits).",
+                  nonfinite_when=_always),
     ),
 )
 
@@ -508,12 +648,12 @@ _IWAE_MISTAKES = (
 # Each VAE mistake is the reference class with one or two methods replaced ("VAE.encode").
 
 
-def _vae_mistake(name: str, description: str, hint: str | None = None, **methods: str) -> Variant:
+def _vae_mistake(name: str, description: str, hint: Hint | None = None, **methods: str) -> Variant:
     replaces = {f"VAE.{method}": _src(source) for method, source in methods.items()}
     return Variant(name, "VAE", description, replaces, hint=hint)
 
 
-_VAE_MISTAKES = (
+catalogued(
     _vae_mistake(
         "vae_decoder_sigmoid",
         "decoder ends with a sigmoid, so probabilities are used as logits",
@@ -521,7 +661,9 @@ _VAE_MISTAKES = (
             def decode(self, z: Tensor) -> Tensor:
                 return torch.sigmoid(self.decoder(z))
         """,
-        hint="vae_decoder_outputs_probabilities",
+        hint=Hint("vae_decoder_outputs_probabilities",
+                  "It looks like decode returns probabilities (e.g. a final sigmoid): it must return "
+                  "logits, which take any real value."),
     ),
     _vae_mistake(
         "vae_softplus_logvar",
@@ -533,6 +675,19 @@ _VAE_MISTAKES = (
         """,
     ),
     _vae_mistake(
+        "vae_sample_uniform",
+        "sample() draws z from torch.rand (uniform on [0, 1)) instead of the prior N(0, I)",
+        sample="""
+            @torch.no_grad()
+            def sample(self, n: int) -> Tensor:
+                z = torch.rand(n, self.z_dim)
+                return torch.sigmoid(self.decode(z))
+        """,
+        hint=Hint("vae_sample_not_prior",
+                  "It looks like sample does not decode z drawn from the prior N(0, I): draw z with "
+                  "torch.randn(n, z_dim)."),
+    ),
+    _vae_mistake(
         "vae_forward_no_sampling",
         "forward decodes z = mu: no sampling, the loss is not an ELBO (pytorch/examples PR #419)",
         forward="""
@@ -540,7 +695,9 @@ _VAE_MISTAKES = (
                 mu, logvar = self.encode(x)
                 return self.decode(mu), mu, logvar
         """,
-        hint="vae_forward_no_sampling",
+        hint=Hint("vae_forward_no_sampling",
+                  "It looks like forward decodes mu instead of a sample: draw z with "
+                  "reparameterize(mu, logvar)."),
     ),
     _vae_mistake(
         "vae_sample_returns_logits",
@@ -551,17 +708,6 @@ _VAE_MISTAKES = (
                 z = torch.randn(n, self.z_dim)
                 return self.decode(z)
         """,
-    ),
-    _vae_mistake(
-        "vae_sample_uniform",
-        "sample() draws z from torch.rand (uniform on [0, 1)) instead of the prior N(0, I)",
-        sample="""
-            @torch.no_grad()
-            def sample(self, n: int) -> Tensor:
-                z = torch.rand(n, self.z_dim)
-                return torch.sigmoid(self.decode(z))
-        """,
-        hint="vae_sample_not_prior",
     ),
     _vae_mistake(
         "vae_blind_encoder",
@@ -580,13 +726,10 @@ _VAE_MISTAKES = (
                 z = z.view(-1, self.z_dim)
                 return self.decoder(z)
         """,
-        hint="vae_decode_drops_leading_dims",
+        hint=Hint("vae_decode_drops_leading_dims",
+                  "It looks like decode only handles 2-D input: it must keep every leading axis, "
+                  "(..., z_dim) -> (..., x_dim)."),
     ),
-)
-
-MISTAKES: tuple[Variant, ...] = (
-    _KL_MISTAKES + _REPARAM_MISTAKES + _BLL_MISTAKES + _ELBO_MISTAKES
-    + _GLD_MISTAKES + _IWAE_MISTAKES + _VAE_MISTAKES
 )
 
 # ----------------------------------------------------------------------------- correct
@@ -1080,15 +1223,25 @@ _CORRECT_CONV_SQUARE = Variant(
     },
 )
 
-CORRECT: tuple[Variant, ...] = (
+catalogued(
     _CORRECT_DISTRIBUTIONS, _CORRECT_FLOAT64, _CORRECT_ALGEBRA, _CORRECT_ELU, _CORRECT_CONV,
     _CORRECT_CHATTY, _CORRECT_LAYERNORM, _CORRECT_DROPOUT, _CORRECT_BATCHNORM, _CORRECT_CONV_SQUARE,
 )
+
+
+# ------------------------------------------------- the catalogue (entries go above this line)
+def _in_contract_order(entries: list[Variant]) -> tuple[Variant, ...]:
+    names = [variant.name for variant in entries]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    unknown = [v.name for v in entries if v.problem is not None and v.problem not in PROBLEMS]
+    if twice or unknown:
+        raise ValueError(f"catalogue: names used twice {twice}; entries of no contract problem {unknown}")
+    return tuple(sorted(entries, key=lambda variant: PROBLEMS.index(variant.problem)))
+
+
+MISTAKES: tuple[Variant, ...] = _in_contract_order([v for v in _entries if v.problem is not None])
+CORRECT: tuple[Variant, ...] = tuple(v for v in _entries if v.problem is None)
 ALL: tuple[Variant, ...] = MISTAKES + CORRECT
-
-
-def reference_source() -> str:
-    return REFERENCE_PATH.read_text()
 
 
 def top_level_spans(source: str) -> dict[str, tuple[int, int, int]]:
@@ -1142,3 +1295,16 @@ def write_submissions(directory: Path, variants: Iterable[Variant] = ALL) -> lis
         path.write_text(build_source(variant))
         paths.append(path)
     return paths
+
+
+_patched: dict[str, Callable] = {}
+
+
+def patched_function(variant: Variant) -> Callable:
+    """The function the mistake `variant` changes, from the reference module patched with it
+    (built once per process): the mistake's own code, to run on any input."""
+    if variant.name not in _patched:
+        module = types.ModuleType(f"catalogue_{variant.name}")
+        exec(compile(build_source(variant), f"<catalogue: {variant.name}>", "exec"), module.__dict__)
+        _patched[variant.name] = getattr(module, variant.problem)
+    return _patched[variant.name]

@@ -6,11 +6,11 @@ its first docstring line is its description. A test scores all of its points or 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import pytest
 
 from autograder.hidden_pytest import run_pytest
+from autograder.hidden_tests.support import problem_of_test_file
 from autograder.replay import Example, recorded_examples, replay, test_key
 from autograder.worker_client import Student, StudentError, WorkerFailure
 
@@ -18,7 +18,7 @@ MESSAGE_CHARS = 3000
 
 
 def problem_of(item: pytest.Item) -> str:
-    return Path(str(item.fspath)).stem.removeprefix("test_")
+    return problem_of_test_file(str(item.fspath))
 
 
 def describe(item: pytest.Item) -> str:

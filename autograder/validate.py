@@ -1,5 +1,6 @@
-"""`vae-assignment validate`: the grader must give the reference 100, the release's stubs 0,
-each catalogued mistake a loss in its own problem only, and each correct variant 100."""
+"""`vae-assignment validate`: the grader must give the reference full marks, the release's
+stubs 0, each catalogued mistake a loss in its own problem only (with its hint named, when it
+has one), and each correct variant full marks; and check_values.json must be up to date."""
 from __future__ import annotations
 
 import shutil
@@ -13,6 +14,7 @@ from assignment.contract import PROBLEM_POINTS, PROBLEMS, TOTAL_POINTS
 from assignment.notebook import SOURCE_NOTEBOOK_NAME, build_notebook
 from assignment.release import build_release
 from autograder import catalogue
+from autograder.check_values import stale_reason
 from autograder.batch import grade_all
 from autograder.collect import find_submissions
 from autograder.outputs import timing_summary
@@ -36,7 +38,7 @@ def write_cases(folder: Path) -> dict[str, Expectation]:
                 "release_stubs": Expectation("zero")}
     catalogue.write_submissions(folder, catalogue.MISTAKES + catalogue.CORRECT)
     for variant in catalogue.MISTAKES:
-        expected[variant.name] = Expectation("mistake", variant.problem, variant.hint)
+        expected[variant.name] = Expectation("mistake", variant.problem, variant.hint and variant.hint.code)
     for variant in catalogue.CORRECT:
         expected[variant.name] = Expectation("full")
     return expected
@@ -57,11 +59,16 @@ def verdict(record: dict, expectation: Expectation) -> tuple[bool, str]:
     if elsewhere:
         return False, f"also cost points in {', '.join(elsewhere)} (no error carried forward)"
     codes = {t["mistake"] for t in record["problems"][own]["tests"] if t["mistake"]}
-    named = "" if expectation.hint is None else ("; named" if expectation.hint in codes else "; NOT named")
-    return True, f"caught in {own} ({scores[own]:g}/{PROBLEM_POINTS[own]}){named}"
+    caught = f"caught in {own} ({scores[own]:g}/{PROBLEM_POINTS[own]})"
+    if expectation.hint is None:
+        return True, caught
+    if expectation.hint not in codes:
+        return False, f"{caught}; its hint {expectation.hint} NOT named in the feedback"
+    return True, f"{caught}; named"
 
 
 def run_validation(settings: Settings, jobs: int = 2) -> int:
+    stale = stale_reason()
     with tempfile.TemporaryDirectory(prefix="vae-validate-") as tmp:
         cases = Path(tmp) / "cases"
         cases.mkdir()
@@ -75,6 +82,9 @@ def run_validation(settings: Settings, jobs: int = 2) -> int:
         rows.append(f"{'ok ' if ok else 'MISS'}  {record['id']:<36} {record['score']:>5g}/{TOTAL_POINTS}  {text}")
     mistakes = [e for e in expected.values() if e.kind == "mistake"]
     named = sum("; named" in r for r in rows)
+    if stale:
+        failures += 1
+        rows.append(f"MISS  {stale}: run python -m autograder.check_values")
     print("\n".join(rows))
     print(f"\n{len(records)} submissions graded; per submission {timing_summary(timings)}; {len(mistakes)} catalogued mistakes, "
           f"{named} of {sum(e.hint is not None for e in mistakes)} with a hint named in feedback.")

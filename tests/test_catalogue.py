@@ -12,28 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from autograder import mistakes
 from autograder.catalogue import (
-    ALL, CORRECT, MISTAKES, Variant, build_source, reference_source, write_submissions,
+    ALL, CORRECT, MISTAKES, Hint, Variant, build_source, patched_function, reference_source, write_submissions,
 )
-from assignment.contract import PROBLEMS
+from autograder.check_values import visible_cases
+from assignment.contract import CONTRACT, FUNCTION, PROBLEMS
 
-DETERMINISTIC = (
-    "gaussian_kl", "bernoulli_log_likelihood", "elbo", "gaussian_log_density", "iwae_bound",
-)
-# Codes of the autograder's table of recognised mistakes (autograder/mistakes.py); the
-# fixed list is the one the catalogue was written against, the table may hold more.
-HINT_CODES = frozenset({
-    "kl_missing_half", "kl_std_for_logvar", "kl_sign", "kl_mean_not_sum", "kl_prior_ignored",
-    "kl_swapped", "bll_mean_not_sum", "bll_sign", "bll_logits_as_probs", "bll_double_sigmoid",
-    "naive_log_sigmoid", "elbo_kl_added", "elbo_beta_ignored", "elbo_beta_on_likelihood",
-    "gld_missing_constant", "gld_std_for_logvar", "gld_missing_half",
-    "iwae_mean_of_log_weights", "iwae_missing_log_k", "reparam_std_is_exp_logvar",
-    "reparam_no_noise", "reparam_shared_noise", "reparam_no_gradient", "reparam_not_torch_rng",
-    "vae_decoder_outputs_probabilities", "vae_sample_not_prior", "vae_forward_no_sampling",
-    "vae_decode_drops_leading_dims",
-    "kl_per_dimension", "elbo_mean_over_batch", "gld_mean_over_dims",
-    "iwae_naive_log_mean_exp", "iwae_q_p_swapped",
-})
+DETERMINISTIC = tuple(problem.name for problem in CONTRACT if problem.kind == FUNCTION)
 
 
 def load(variant: Variant | None) -> dict:
@@ -118,7 +104,19 @@ def _probes() -> dict[str, list[tuple[tuple, dict]]]:
     return probes
 
 
-PROBES = _probes()
+def _with_visible_cases(probes: dict[str, list]) -> dict[str, list]:
+    """The probes above, and each FUNCTION problem's visible-check cases in float64."""
+    def tensor(value):
+        return torch.tensor(value, dtype=torch.float64) if isinstance(value, list) else value
+
+    for problem in DETERMINISTIC:
+        probes.setdefault(problem, []).extend(
+            (tuple(map(tensor, case.args.values())), {k: tensor(v) for k, v in case.kwargs.items()})
+            for case in visible_cases(problem)[0])
+    return probes
+
+
+PROBES = _with_visible_cases(_probes())
 
 
 def _clone(value):
@@ -158,22 +156,28 @@ def test_counts_names_and_problems():
         assert {name.split(".")[0] for name in v.replaces} == {v.problem}, f"{v.name} must change exactly its problem"
         assert not v.extra, f"{v.name}: a mistake changes one function and adds nothing"
         assert v.description and "\n" not in v.description
-        assert v.hint is None or v.hint in HINT_CODES, f"{v.name}: unknown hint {v.hint}"
+        assert v.hint is None or isinstance(v.hint, Hint), f"{v.name}: a hint is a Hint"
 
 
 def test_hints_are_codes_of_the_grader_table():
-    table = pytest.importorskip("autograder.mistakes")
-    codes = {m.code: m.problem for m in table.MISTAKES}
     for v in MISTAKES:
         if v.hint is not None:
-            assert codes.get(v.hint) == v.problem, f"{v.name}: {v.hint} not a {v.problem} code"
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", v.hint.code)
+            assert mistakes.hint(v.hint.code).problem == v.problem, f"{v.name}: {v.hint.code} not a {v.problem} code"
+            assert v in mistakes.hint(v.hint.code).variants
 
 
-def test_every_problem_has_several_mistakes_and_hints_are_distinct_per_symptom():
+def test_every_problem_has_a_mistake_the_grader_names():
     for problem in PROBLEMS:
-        assert sum(v.problem == problem for v in MISTAKES) >= 4, problem
-    hinted = [v.hint for v in MISTAKES if v.hint]
-    assert len(set(hinted)) >= 25
+        assert any(v.problem == problem and v.hint for v in MISTAKES), problem
+
+
+def test_a_mistake_is_recognised_by_running_its_own_code():
+    (variant,) = [v for v in MISTAKES if v.name == "kl_missing_half"]
+    mu, logvar = torch.tensor([[0.5, -1.0]]), torch.tensor([[0.3, 0.2]])
+    own = patched_function(variant)
+    assert torch.allclose(own(mu, logvar), 2 * module(None)["gaussian_kl"](mu, logvar))
+    assert mistakes.recognise("gaussian_kl", own(mu, logvar), (mu, logvar), {}).code == "kl_missing_half"
 
 
 def _top_level(source: str) -> dict[str, list[str]]:
@@ -241,7 +245,7 @@ def test_deterministic_mistake_differs_from_reference(variant):
 def test_grader_table_recognises_the_hinted_mistake(variant):
     """The grader's `recognise` names the variant's hint on some probe and never another code
     (and names nothing for a mistake without a hint)."""
-    table = pytest.importorskip("autograder.mistakes")
+    table = mistakes
     sub = module(variant)[variant.problem]
     named = set()
     for args, kwargs in PROBES[variant.problem]:
@@ -252,7 +256,7 @@ def test_grader_table_recognises_the_hinted_mistake(variant):
         mistake = table.recognise(variant.problem, got, args, kwargs)
         if mistake is not None:
             named.add(mistake.code)
-    expected = {variant.hint} if variant.hint else set()
+    expected = {variant.hint.code} if variant.hint else set()
     assert named == expected, f"{variant.name}: the grader named {sorted(named)}"
 
 

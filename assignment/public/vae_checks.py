@@ -52,9 +52,14 @@ def _hint(code: str) -> str:
     return _values()["hints"][code]
 
 
+def _contract() -> dict[str, dict]:
+    """The problems in the notebook's order: name -> name, points, kind, check_function, trains_model."""
+    return {entry["name"]: entry for entry in _values()["contract"]}
+
+
 def _problem_label(problem: str) -> str:
     """E.g. "Problem 1 (gaussian_kl)", numbered in the notebook's order."""
-    return f"Problem {list(_values()['points']).index(problem) + 1} ({problem})"
+    return f"Problem {list(_contract()).index(problem) + 1} ({problem})"
 
 
 def _fmt(value: object) -> str:
@@ -277,7 +282,7 @@ def _passed(problem: str, count: int, carried: list[str] = ()) -> None:
     if not carried:
         print(f"{problem}: {count} checks passed.")
         return
-    carried = sorted(carried, key=list(_values()["points"]).index)
+    carried = sorted(carried, key=list(_contract()).index)
     own = " and ".join(carried)
     labels = " and ".join(_problem_label(part) for part in carried)
     fail, them = ("fails its check", "it") if len(carried) == 1 else ("fail their checks", "them")
@@ -285,11 +290,9 @@ def _passed(problem: str, count: int, carried: list[str] = ()) -> None:
           f"first. (Your {problem} is right given {them}; the grader accepts that too.)")
 
 
-# -------------------------------------------------------------- the deterministic problems
-@_quiet
-def check_gaussian_kl(fn: Callable[..., Tensor]) -> None:
-    """Checks gaussian_kl(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0)."""
-    count, _ = _check_cases("gaussian_kl", fn)
+# ------------------------------------------------------------- the FUNCTION problems
+def _kl_of_itself_is_zero(fn: Callable[..., Tensor]) -> int:
+    """gaussian_kl(mu, logvar, mu, logvar) is 0: one check."""
     mu = torch.tensor([[0.3, -1.2, 0.5], [2.0, 0.1, -0.7]], dtype=torch.float64)
     logvar = torch.tensor([[0.4, -0.3, 1.1], [-2.0, 0.0, 0.6]], dtype=torch.float64)
     call = "gaussian_kl(mu, logvar, mu, logvar)"
@@ -297,33 +300,35 @@ def check_gaussian_kl(fn: Callable[..., Tensor]) -> None:
     if not (isinstance(got, Tensor) and _close(got, torch.zeros(2, dtype=torch.float64), 0, 1e-9)):
         _fail("gaussian_kl", "the KL of a distribution with itself must be 0", call,
               _inputs({"mu": mu, "logvar": logvar}), torch.zeros(2), got)
-    _passed("gaussian_kl", count + 1)
+    return 1
 
 
-@_quiet
-def check_bernoulli_log_likelihood(fn: Callable[..., Tensor]) -> None:
-    """Checks bernoulli_log_likelihood(x, logits), including logits of +-500."""
-    _passed("bernoulli_log_likelihood", _check_cases("bernoulli_log_likelihood", fn)[0])
+# Properties a problem's check tests beyond its stored cases: functions of the student's
+# function that return how many checks they passed.
+_MORE_CHECKS: dict[str, tuple[Callable[[Callable], int], ...]] = {"gaussian_kl": (_kl_of_itself_is_zero,)}
 
 
-@_quiet
-def check_elbo(fn: Callable[..., Tensor]) -> None:
-    """Checks elbo(x, logits, mu, logvar, beta=1.0): one value per example, beta on the KL;
-    right given your own bernoulli_log_likelihood and gaussian_kl is accepted."""
-    _passed("elbo", *_check_cases("elbo", fn))
+def _stored_cases_check(problem: str) -> Callable[[Callable[..., Tensor]], None]:
+    """The check of a FUNCTION problem: its stored cases (float64, then the last in float32),
+    error carried forward for a composite, then its properties in _MORE_CHECKS."""
+    cases = _values()["problems"].get(problem, [])
+    parts = sorted({part["problem"] for case in cases for part in case.get("parts", [])},
+                   key=list(_contract()).index)
 
+    @_quiet
+    def check(fn: Callable[..., Tensor]) -> None:
+        if not cases:
+            raise CheckFailed(f"{problem}: check_values.json holds no cases for it: the course must "
+                              "regenerate it (python -m autograder.check_values)")
+        count, carried = _check_cases(problem, fn)
+        count += sum(more(fn) for more in _MORE_CHECKS.get(problem, ()))
+        _passed(problem, count, carried)
 
-@_quiet
-def check_gaussian_log_density(fn: Callable[..., Tensor]) -> None:
-    """Checks gaussian_log_density(z, mu, logvar)."""
-    _passed("gaussian_log_density", _check_cases("gaussian_log_density", fn)[0])
-
-
-@_quiet
-def check_iwae_bound(fn: Callable[..., Tensor]) -> None:
-    """Checks iwae_bound(x, logits, z, mu, logvar) for K = 3, K = 1 and log-weights near -1e4;
-    right given your own gaussian_log_density and bernoulli_log_likelihood is accepted."""
-    _passed("iwae_bound", *_check_cases("iwae_bound", fn))
+    names = "; ".join(case["name"] for case in cases)
+    own = f"; right given your own {' and '.join(parts)} is accepted" if parts else ""
+    check.__name__ = check.__qualname__ = _contract()[problem]["check_function"]
+    check.__doc__ = f"Checks {problem} on fixed inputs ({names}), in float64 and float32{own}."
+    return check
 
 
 # ------------------------------------------------------------------------ reparameterize
@@ -471,17 +476,16 @@ def check_vae(cls: type) -> None:
 
 
 # ------------------------------------------------------------------ before you submit
+# The checks of the problems, in the notebook's order, by problem: each problem's check is its
+# own above (a sampler or a model), else its stored cases. Each is also this module's
+# check_<name> (e.g. check_gaussian_kl), the name the notebook's check cell calls.
+_OWN_CHECKS: dict[str, Callable[[object], None]] = {"reparameterize": check_reparameterize, "VAE": check_vae}
 CHECKS: dict[str, Callable[[object], None]] = {
-    "gaussian_kl": check_gaussian_kl,
-    "reparameterize": check_reparameterize,
-    "bernoulli_log_likelihood": check_bernoulli_log_likelihood,
-    "elbo": check_elbo,
-    "gaussian_log_density": check_gaussian_log_density,
-    "iwae_bound": check_iwae_bound,
-    "VAE": check_vae,
-}
+    problem: _OWN_CHECKS.get(problem) or _stored_cases_check(problem) for problem in _contract()}
+globals().update({_contract()[problem]["check_function"]: check for problem, check in CHECKS.items()})
 # What a model's training and held-out ELBO use of your code (the grader uses its own).
-TRAINING_USES = ("gaussian_kl", "reparameterize", "bernoulli_log_likelihood", "elbo", "VAE")
+TRAINING_USES: tuple[str, ...] = tuple(name for name, entry in _contract().items() if entry["trains_model"])
+_MODEL = next(name for name, entry in _contract().items() if entry["kind"] == "model")
 _ANSWER_PLACEHOLDER = "YOUR ANSWER HERE"
 _last_verdict: list[str] = []  # the latest model_verdict, for check_all
 
@@ -545,7 +549,7 @@ def model_target() -> str:
             f"Adam steps (batch {target['batch_size']}, lr {target['lr']:g}) with a correct loss and "
             f"sampler. The reference model reaches a held-out ELBO of {reference:.2f} nats per image "
             f"after the same steps.\n"
-            f"  {target['full_points']} of the VAE's {_values()['points']['VAE']} points: {full:.2f} "
+            f"  {target['full_points']} of the {_MODEL}'s {_contract()[_MODEL]['points']} points: {full:.2f} "
             f"or more (within {target['full_margin']:g} nats of the reference);\n"
             f"  {target['partial_points']} of them: {partial:.2f} or more (within "
             f"{target['partial_margin']:g} nats); below that, none.")
@@ -560,7 +564,7 @@ def model_verdict(estimate: float, namespace: dict) -> str:
     full, partial = reference - target["full_margin"], reference - target["partial_margin"]
     lines = [f"Held-out ELBO of your model: {estimate:.2f} nats per image (an estimate with the "
              f"grader's protocol; target {full:.2f} for full points, {partial:.2f} for partial)."]
-    failing = _failing(namespace, TRAINING_USES[:-1])
+    failing = _failing(namespace, TRAINING_USES)
     if failing:
         verdict = ("no verdict: your training used code that fails its check, so this number is "
                    "not what the grader will see:\n" + "\n".join(failing))
@@ -607,7 +611,7 @@ def check_all(namespace: dict, notebook: Path | None = None) -> None:
     """Where you stand before you submit: every problem's visible check (run now on the
     functions in `namespace`, e.g. `globals()`), the model verdict of the training cell's last
     run, and the written questions still unanswered in the saved notebook."""
-    points = _values()["points"]
+    points = {name: entry["points"] for name, entry in _contract().items()}
     print("Visible checks (a subset of the grader's tests):")
     passing = 0
     for problem in points:

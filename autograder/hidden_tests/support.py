@@ -1,13 +1,31 @@
-"""What the hidden tests share: reference values in float64 and the two standard comparisons."""
+"""What the hidden tests share: reference values in float64, the standard comparisons, and the
+form of a FUNCTION problem's visible-check cases."""
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from assignment.contract import problem
 from autograder.feedback import close, expect_close, expect_tensor, failure, show_inputs
 from autograder.worker_client import Student, StudentError, WorkerFailure
+
+
+def problem_of_test_file(path: str) -> str:
+    """The problem whose hidden tests the file `test_<name>.py` holds: its name says which."""
+    return problem(Path(path).stem.removeprefix("test_")).name
+
+
+@dataclass(frozen=True)
+class Case:
+    """A fixed input of a FUNCTION problem's visible check, listed as `VISIBLE_CASES` in its
+    hidden-test file. Values are nested lists (float64 tensors) or Python floats."""
+    name: str                             # what the case is about, shown in failure messages
+    args: dict[str, list | float]         # positional arguments, in order
+    kwargs: dict[str, list | float] = field(default_factory=dict)
 
 
 def as_float64(value):

@@ -1,4 +1,4 @@
-"""Hidden tests of the `VAE` class (30 points).
+"""Hidden tests of the `VAE` class.
 
 Every model request runs with a known-good `reparameterize` (and the training with a
 known-good loss) in place of the student's, so a wrong sampler or likelihood costs no points
@@ -12,9 +12,11 @@ import torch
 from assignment.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN, ELBO_PLAUSIBLE_MARGIN
 from autograder import model_check
 from autograder.feedback import failure
-from autograder.mistakes import MISTAKES
+from autograder.hidden_tests.support import problem_of_test_file
+from autograder.mistakes import mistakes_for
 
-HINTS = {m.code: m for m in MISTAKES if m.problem == "VAE"}
+PROBLEM = problem_of_test_file(__file__)
+HINTS = {m.code: m for m in mistakes_for(PROBLEM)}
 SEED = 2024  # torch's random state at the start of requests that must draw the same numbers
 # Square x_dims only (side x side images, ASSIGNMENT_SPEC.md Problem 7): a conv net may refuse others.
 SIZES = [{"x_dim": 64, "z_dim": 2, "hidden_dim": 256}, {"x_dim": 16, "z_dim": 3, "hidden_dim": 16},

@@ -1,15 +1,36 @@
-"""Hidden tests of `bernoulli_log_likelihood` (10 points)."""
+"""Hidden tests of `bernoulli_log_likelihood`."""
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from autograder.hidden_tests.strategies import batch_shapes, binary_images, tensors
-from autograder.hidden_tests.support import check_dtype_follows, check_gradients, check_value
+from autograder.hidden_tests.support import Case, check_dtype_follows, check_gradients, check_value, problem_of_test_file
 from solutions import vae as reference
 
-PROBLEM = "bernoulli_log_likelihood"
+PROBLEM = problem_of_test_file(__file__)
 NAMES = ("x", "logits")
+
+# The visible check's fixed cases (float64; batch sizes differ from the last dimension, so the
+# summed axis cannot be confused with the batch axis): `python -m autograder.check_values`
+# stores them in check_values.json with the reference's output and those of the catalogued mistakes.
+VISIBLE_CASES = (
+    Case("binary pixels", {
+        "x": [[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]],
+        "logits": [[0.41, -0.93, 0.25, -2.37], [-1.16, -0.39, 1.8, 2.29], [-2.65, -1.59, 1.29, -3.98]],
+    }),
+    Case("grey levels; logits with a leading sample axis (K=4)", {
+        "x": [[0.25, 1.0, 0.0], [0.5, 0.75, 1.0]],
+        "logits": [[[-0.93, -0.19, 2.51], [1.38, -0.65, -0.74]],
+                   [[-0.5, 3.05, -0.86], [-0.61, 0.71, -0.24]],
+                   [[-0.39, -2.23, -0.02], [-0.89, 2.33, 1.31]],
+                   [[-0.05, 1.34, -0.68], [2.1, -0.01, 1.17]]],
+    }),
+    Case("extreme logits (must stay finite)", {
+        "x": [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]],
+        "logits": [[-500.0, 500.0, 2.0], [-500.0, 500.0, -3.0]],
+    }),
+)
 
 
 def check(student, args, *, checked):

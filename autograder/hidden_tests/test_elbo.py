@@ -1,4 +1,4 @@
-"""Hidden tests of `elbo` (10 points).
+"""Hidden tests of `elbo`.
 
 Error carried forward: an `elbo` that correctly combines the student's own
 `bernoulli_log_likelihood` and `gaussian_kl` keeps its points even when those are wrong.
@@ -9,11 +9,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autograder.hidden_tests.strategies import binary_images, gaussians, tensors
-from autograder.hidden_tests.support import check_composite, check_own_gradients, expect_dtype, versions
+from autograder.hidden_tests.support import Case, check_composite, check_own_gradients, expect_dtype, problem_of_test_file, versions
 from solutions import vae as reference
 
-PROBLEM = "elbo"
+PROBLEM = problem_of_test_file(__file__)
 NAMES = ("x", "logits", "mu", "logvar", "beta")
+
+# The visible check's fixed cases (float64; batch sizes differ from the last dimension, so the
+# summed axis cannot be confused with the batch axis): `python -m autograder.check_values`
+# stores them in check_values.json with the reference's output and those of the catalogued mistakes.
+_VISIBLE_ARGS = {
+    "x": [[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]],
+    "logits": [[-2.58, 0.69, -3.38, -4.07], [-0.61, -1.8, 0.33, 4.49], [-1.66, -1.25, 0.41, 0.99]],
+    "mu": [[-0.18, -0.21], [0.7, 0.52], [-1.03, -0.08]],
+    "logvar": [[0.04, -1.05], [0.26, -0.86], [0.97, 0.19]],
+}
+VISIBLE_CASES = (
+    Case("beta = 1", _VISIBLE_ARGS),
+    Case("beta = 2", _VISIBLE_ARGS, {"beta": 2.0}),
+)
+# The parts the visible check carries forward (the student's own wrong part replaced by its
+# expected value): (problem, the case's arguments it is called with).
+VISIBLE_PARTS = (("bernoulli_log_likelihood", ("x", "logits")), ("gaussian_kl", ("mu", "logvar")))
 
 
 @st.composite

@@ -1,4 +1,4 @@
-"""Hidden tests of `gaussian_kl` (20 points)."""
+"""Hidden tests of `gaussian_kl`."""
 import pytest
 import torch
 from hypothesis import given
@@ -6,11 +6,31 @@ from hypothesis import strategies as st
 
 from autograder.feedback import failure, show_inputs
 from autograder.hidden_tests.strategies import batch_shapes, gaussians, tensors
-from autograder.hidden_tests.support import check_dtype_follows, check_gradients, check_value
+from autograder.hidden_tests.support import Case, check_dtype_follows, check_gradients, check_value, problem_of_test_file
 from solutions import vae as reference
 
-PROBLEM = "gaussian_kl"
+PROBLEM = problem_of_test_file(__file__)
 NAMES = ("mu_q", "logvar_q", "mu_p", "logvar_p")
+
+# The visible check's fixed cases (float64; batch sizes differ from the last dimension, so the
+# summed axis cannot be confused with the batch axis): `python -m autograder.check_values`
+# stores them in check_values.json with the reference's output and those of the catalogued mistakes.
+VISIBLE_CASES = (
+    Case("prior N(0, I) (the defaults)", {
+        "mu_q": [[0.0, 0.3], [-0.27, -0.89], [-0.45, -0.99]],
+        "logvar_q": [[0.06, 1.34], [-0.49, -0.62], [0.49, 0.36]],
+    }),
+    Case("tensor prior arguments", {
+        "mu_q": [[0.11, -0.93, -0.03], [0.7, -1.34, -0.46]],
+        "logvar_q": [[-1.9, -1.29, -1.84], [-0.24, -1.27, 0.27]],
+        "mu_p": [[0.16, -0.19, -2.52], [-0.54, -0.05, 0.11]],
+        "logvar_p": [[-1.53, -0.48, -0.98], [-0.81, 1.06, -0.81]],
+    }),
+    Case("Python float prior arguments", {
+        "mu_q": [[-0.03, 0.88, -0.58, -0.11], [0.11, 0.06, -1.23, 0.08]],
+        "logvar_q": [[0.64, 2.0, 0.76, 1.2], [0.07, 0.58, 0.19, 0.68]],
+    }, {"mu_p": 0.5, "logvar_p": 0.7}),
+)
 
 
 def check(student, args, kwargs=None, *, checked):

@@ -1,15 +1,32 @@
-"""Hidden tests of `gaussian_log_density` (5 points)."""
+"""Hidden tests of `gaussian_log_density`."""
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from autograder.hidden_tests.strategies import batch_shapes, gaussians, tensors
-from autograder.hidden_tests.support import check_dtype_follows, check_gradients, check_value
+from autograder.hidden_tests.support import Case, check_dtype_follows, check_gradients, check_value, problem_of_test_file
 from solutions import vae as reference
 
-PROBLEM = "gaussian_log_density"
+PROBLEM = problem_of_test_file(__file__)
 NAMES = ("z", "mu", "logvar")
+
+# The visible check's fixed cases (float64; batch sizes differ from the last dimension, so the
+# summed axis cannot be confused with the batch axis): `python -m autograder.check_values`
+# stores them in check_values.json with the reference's output and those of the catalogued mistakes.
+VISIBLE_CASES = (
+    Case("one z per example", {
+        "z": [[0.09, -0.59], [-0.12, -2.0], [-1.13, 0.36]],
+        "mu": [[-2.13, 0.85], [-1.75, 0.76], [-0.85, 0.78]],
+        "logvar": [[0.13, -1.54], [1.25, 1.44], [-0.07, -0.27]],
+    }),
+    Case("z with a leading sample axis (K=2)", {
+        "z": [[[-0.16, -0.98], [1.1, -0.54], [-0.05, -0.79]],
+              [[-0.63, -1.28], [1.26, -0.15], [0.97, 0.01]]],
+        "mu": [[-2.13, 0.85], [-1.75, 0.76], [-0.85, 0.78]],
+        "logvar": [[0.13, -1.54], [1.25, 1.44], [-0.07, -0.27]],
+    }),
+)
 
 
 def check(student, args, *, checked):

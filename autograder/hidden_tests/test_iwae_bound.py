@@ -1,4 +1,4 @@
-"""Hidden tests of `iwae_bound` (10 points).
+"""Hidden tests of `iwae_bound`.
 
 Error carried forward: the bound is accepted when it is right with the reference's
 log-densities or with the student's own `gaussian_log_density` / `bernoulli_log_likelihood`.
@@ -11,11 +11,46 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autograder.hidden_tests.strategies import binary_images, gaussians, tensors
-from autograder.hidden_tests.support import check_composite, check_own_gradients, expect_dtype, versions
+from autograder.hidden_tests.support import Case, check_composite, check_own_gradients, expect_dtype, problem_of_test_file, versions
 from solutions import vae as reference
 
-PROBLEM = "iwae_bound"
+PROBLEM = problem_of_test_file(__file__)
 NAMES = ("x", "logits", "z", "mu", "logvar")
+
+# The visible check's fixed cases (float64; batch sizes differ from the last dimension, so the
+# summed axis cannot be confused with the batch axis): `python -m autograder.check_values`
+# stores them in check_values.json with the reference's output and those of the catalogued mistakes.
+_VISIBLE_X = [[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]]
+_VISIBLE_LOGITS = [  # (K=3, batch=2, x_dim=4)
+    [[-0.05, 0.14, -1.5, 0.91], [-1.08, -0.29, -2.22, -2.43]],
+    [[2.67, -1.01, 0.58, -0.07], [-0.88, -1.02, 1.26, -0.6]],
+    [[-0.3, 0.04, 2.35, 1.36], [0.77, -1.13, -2.76, 1.9]],
+]
+_VISIBLE_Z = [  # (K=3, batch=2, z_dim=3)
+    [[-0.69, -0.33, -0.56], [0.01, -0.38, -0.3]],
+    [[-1.38, -0.81, 1.65], [-0.67, -1.05, 0.34]],
+    [[1.41, -1.45, -0.21], [-0.63, -1.76, 0.73]],
+]
+_VISIBLE_MU = [[0.97, -0.14, 0.54], [0.78, 0.83, 0.92]]
+_VISIBLE_LOGVAR = [[-0.46, 1.51, -1.25], [0.86, 0.49, 0.87]]
+VISIBLE_CASES = (
+    Case("K = 3", {"x": _VISIBLE_X, "logits": _VISIBLE_LOGITS, "z": _VISIBLE_Z,
+                   "mu": _VISIBLE_MU, "logvar": _VISIBLE_LOGVAR}),
+    Case("K = 1 (the single-sample ELBO)", {
+        "x": _VISIBLE_X, "logits": _VISIBLE_LOGITS[:1], "z": _VISIBLE_Z[:1],
+        "mu": _VISIBLE_MU, "logvar": _VISIBLE_LOGVAR}),
+    Case("log-weights around -1e4 (must stay finite)", {
+        "x": [[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]],
+        "logits": [[[-10000.0, 10000.0, 1.5], [5000.0, -5000.0, 2.0]],
+                   [[-10000.5, 9999.0, 1.0], [5000.0, -5001.0, 0.5]]],
+        "z": _VISIBLE_Z[:2], "mu": _VISIBLE_MU, "logvar": _VISIBLE_LOGVAR}),
+)
+# The parts the visible check carries forward (the student's own wrong part replaced by its
+# expected value): (problem, the case's arguments it is called with); "zeros" is zeros shaped
+# like z, the prior N(0, I).
+VISIBLE_PARTS = (("bernoulli_log_likelihood", ("x", "logits")),
+                 ("gaussian_log_density", ("z", "zeros", "zeros")),
+                 ("gaussian_log_density", ("z", "mu", "logvar")))
 
 
 @st.composite

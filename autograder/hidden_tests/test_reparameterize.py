@@ -1,4 +1,4 @@
-"""Hidden tests of `reparameterize` (15 points).
+"""Hidden tests of `reparameterize`.
 
 A sampler may draw its noise in any way torch's global generator allows, so values are never
 compared with a fixed tensor: the statistics tests use thresholds of six standard errors or
@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from autograder.feedback import expect_tensor, failure, show, show_inputs
-from autograder.mistakes import MISTAKES
+from autograder.hidden_tests.support import problem_of_test_file
+from autograder.mistakes import mistakes_for
 
-PROBLEM = "reparameterize"
+PROBLEM = problem_of_test_file(__file__)
 NAMES = ("mu", "logvar")
-HINTS = {m.code: m for m in MISTAKES if m.problem == PROBLEM}
+HINTS = {m.code: m for m in mistakes_for(PROBLEM)}
 DRAWS = 20_000
 
 
