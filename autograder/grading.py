@@ -41,13 +41,14 @@ def grade(submission: Submission, settings: Settings, timing: dict | None = None
         return unreadable(submission, f"the file cannot be read: {error.strerror}", isolation)
     student = Student(cells, limits, isolation)
     try:
-        problems = record.problems_from(run_hidden_tests(student))
+        run = run_hidden_tests(student)
+        problems = record.problems_from(run.results)
         checks = student.visible_checks() if visible_checks else None
     finally:
         student.close()
     if timing is not None:
         timing.update(student.timing)
-    graded = _record(submission, problems, None, isolation, student.load_errors, student.facts)
+    graded = _record(submission, problems, None, isolation, student.load_errors, run.measurements)
     return graded if checks is None else {**graded, "visible_checks": checks}
 
 

@@ -1,11 +1,14 @@
 """Run the hidden tests against one submission and turn pytest's outcomes into scores.
 
 Each hidden test lives in `hidden_tests/test_<problem>.py` and carries `@pytest.mark.points(n)`;
-its first docstring line is its description. A test scores all of its points or none.
+its first docstring line is its description. A test scores all of its points or none. What a
+test measures beyond its outcome (the model's held-out ELBO) it reports with pytest's
+`record_property`; those measurements come back beside the results.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import pytest
 
@@ -49,6 +52,7 @@ class GradingPlugin:
         self.submission = student
         self.examples = examples
         self.results: list[dict] = []
+        self.measurements: dict[str, object] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function):
@@ -69,6 +73,8 @@ class GradingPlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         outcome = yield
         report = outcome.get_result()
+        if report.when == "call":
+            self.measurements.update(report.user_properties)
         if report.when == "call" or (report.when == "setup" and report.failed):
             points = item.get_closest_marker("points").args[0]
             if report.passed:
@@ -105,12 +111,18 @@ class CollectingPlugin:
                                "max_score": item.get_closest_marker("points").args[0]})
 
 
-def run_hidden_tests(student: Student, select: str | None = None, use_replay: bool = True) -> list[dict]:
-    """Every hidden test's record, in file and definition order. Hypothesis tests replay the
-    reference's examples (replay.py) when `use_replay`, else run under hypothesis alone."""
+@dataclass(frozen=True)
+class HiddenTestRun:
+    results: list[dict]  # every test's record, in file and definition order
+    measurements: dict[str, object]  # what the tests recorded with record_property, e.g. heldout_elbo
+
+
+def run_hidden_tests(student: Student, select: str | None = None, use_replay: bool = True) -> HiddenTestRun:
+    """Run the hidden tests against `student`. Hypothesis tests replay the reference's examples
+    (replay.py) when `use_replay`, else run under hypothesis alone."""
     plugin = GradingPlugin(student, recorded_examples() if use_replay else {})
     run_pytest(["-k", select] if select else [], plugin)
-    return plugin.results
+    return HiddenTestRun(plugin.results, plugin.measurements)
 
 
 @functools.lru_cache(maxsize=1)

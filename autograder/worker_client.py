@@ -208,7 +208,6 @@ class Student:
         self.training_failures: dict[str, Exception] = {}  # by the model's arguments
         self.generation = 0  # counts workers started, so cached model handles can be dropped
         self.start_failure: WorkerFailure | None = None  # a load that timed out, once for all tests
-        self.facts: dict[str, float] = {}  # measurements the tests report, e.g. the model's ELBO
         self.hung = ""  # the function whose call first ran past the time limit
         self.timing = {"worker_start": 0.0, "model_training": 0.0}  # seconds, for benchmarks only
 

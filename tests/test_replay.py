@@ -53,7 +53,7 @@ def test_every_hypothesis_test_is_replayed_with_all_its_examples():
 def records(cells: list, use_replay: bool, isolation) -> list[dict]:
     student = Student(cells, Limits(), isolation)
     try:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in run_hidden_tests(student, NOT_THE_MODEL, use_replay=use_replay)]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in run_hidden_tests(student, NOT_THE_MODEL, use_replay=use_replay).results]
     finally:
         student.close()
 
