@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -27,13 +26,21 @@ pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parent.parent
 
 
+def _scheduler_address(scheduler_file: Path) -> str | None:
+    """The address in the scheduler's file, once the file is there and written whole."""
+    try:
+        return json.loads(scheduler_file.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _start(command: list[str], log: Path, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, wait_until):
     """(scheduler address, {worker name: its process}, a client); every process is killed after."""
     scheduler_file = tmp_path / "scheduler.json"
     processes = [_start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -42,11 +49,8 @@ def cluster(tmp_path):
     workers = {}
     client = None
     try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(0.2)  # written whole by now
-        address = json.loads(scheduler_file.read_text())["address"]
+        assert wait_until(lambda: _scheduler_address(scheduler_file), 60), "the scheduler wrote no address"
+        address = _scheduler_address(scheduler_file)
         for name in ("w1", "w2"):
             workers[name] = _start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", name,
                                     "--nthreads", "1", "--nworkers", "1", "--no-nanny", "--no-dashboard",
@@ -96,15 +100,13 @@ def _stored(database: Path) -> int:
         return 0
 
 
-def test_a_killed_worker_loses_nothing_and_scores_equal_local_grading(cluster, class_folder, tmp_path):
+def test_a_killed_worker_loses_nothing_and_scores_equal_local_grading(cluster, class_folder, tmp_path, wait_until):
     address, workers, client = cluster
     on_dask, local = tmp_path / "dask", tmp_path / "local"
     on_dask.mkdir()
     local.mkdir()
     grader = _grade(class_folder, on_dask, "--scheduler", address)
-    deadline = time.monotonic() + 240
-    while _stored(on_dask / "grades.sqlite") < 2 and grader.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: _stored(on_dask / "grades.sqlite") >= 2 or grader.poll() is not None, 240)
     busy = [address for address, tasks in client.processing().items() if tasks]
     names = {address: info["name"] for address, info in client.scheduler_info()["workers"].items()}
     assert busy, "no worker was grading halfway through"
@@ -115,8 +117,12 @@ def test_a_killed_worker_loses_nothing_and_scores_equal_local_grading(cluster, c
     assert grader.returncode == 0, err
     assert "on the Dask cluster at" in out and "graded 6 submission(s)" in out
     assert len(client.scheduler_info()["workers"]) == 1
-    time.sleep(1)
-    assert [p for p in sandboxes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+    def running() -> list:
+        return [p for p in sandboxes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    wait_until(lambda: not running(), 15)  # the killed worker's sandboxes go with it
+    assert running() == []
 
     local_grader = _grade(class_folder, local, "--jobs", "2")
     _, err = local_grader.communicate(timeout=300)

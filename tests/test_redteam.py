@@ -20,6 +20,7 @@ import shutil
 import signal
 import site
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,13 @@ PROJECT = Path(__file__).resolve().parent.parent
 LIMITS = Limits(call_seconds=5, start_seconds=20, submission_seconds=60)
 SUBMISSION_BUDGET = LIMITS.submission_seconds + LIMITS.start_seconds + 20  # a start may begin just before the end
 BATCH_BUDGET = 300  # 8 hostile submissions on 2 jobs; about 2 minutes when unloaded
-CANARY = Path("/tmp/vae-redteam-canary")  # a folder outside the worker that the attacks aim at
-ORPHAN = b"vae-redteam-orphan"  # argv[0] of what redteam/escape.py leaves behind
+# A folder outside the worker that the attacks aim at, and argv[0] of what redteam/escape.py
+# and hang.py leave behind: the submissions name them as below, and this run writes them in
+# with names of its own (two runs on one machine must not see each other's).
+CANARY_IN_SOURCES, ORPHAN_IN_SOURCES = "/tmp/vae-redteam-canary", "vae-redteam-orphan"
+RUN = uuid.uuid4().hex[:12]
+CANARY = Path(f"{CANARY_IN_SOURCES}-{RUN}")
+ORPHAN = f"{ORPHAN_IN_SOURCES}-{RUN}".encode()
 ISOLATION = sandbox.detect(Settings.from_environment())
 STRAY_FILES = [PROJECT / "redteam-pwned", sandbox.UNTRUSTED_DIR / "redteam-pwned",
                *(Path(s) / "redteam-pwned.pth" for s in site.getsitepackages())]
@@ -110,14 +116,15 @@ class Batch:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory) -> Batch:
+def batch(tmp_path_factory, wait_until) -> Batch:
     clean_up()
     base = tmp_path_factory.mktemp("redteam")
     class_folder, grader, temporary = base / "redteam-submissions", base / "grader", base / "tmp"
     for folder in (class_folder, grader, temporary):
         folder.mkdir()
     for path in sorted(REDTEAM.glob("*.py")):
-        shutil.copy(path, class_folder / path.name)
+        source = path.read_text().replace(CANARY_IN_SOURCES, str(CANARY)).replace(ORPHAN_IN_SOURCES, ORPHAN.decode())
+        (class_folder / path.name).write_text(source)
     CANARY.mkdir(mode=0o777)
     CANARY.chmod(0o777)
     output_path = grader / "grades-redteam.json"
@@ -141,7 +148,9 @@ def batch(tmp_path_factory) -> Batch:
             os.environ.pop("TMPDIR", None)
         else:
             os.environ["TMPDIR"] = tmpdir
-    time.sleep(0.5)  # let killed sandboxes finish tearing down
+    # Killed sandboxes take a moment to tear down: wait (a while at most) for what is checked below.
+    wait_until(lambda: not orphans() and not set(children_of(os.getpid())) - earlier_children
+               and not set(os.listdir(temporary)) - {"hypothesis-home-of-vae-assignment"}, 15)
     output.close()
     result = Batch(
         records={r["id"]: r for r in records},
