@@ -74,8 +74,9 @@ def _rounded(value: object) -> object:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
-def _materialise(values: dict[str, list | float]) -> dict[str, torch.Tensor | float]:
-    return {name: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else float(v)
+def _materialise(values: dict[str, list | float | int]) -> dict[str, torch.Tensor | float | int]:
+    """Nested lists as float64 tensors; a number (e.g. beta = 2.0, dim = 1) as it is written."""
+    return {name: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v
             for name, v in values.items()}
 
 

@@ -22,10 +22,10 @@ def problem_of_test_file(path: str) -> str:
 @dataclass(frozen=True)
 class Case:
     """A fixed input of a FUNCTION problem's visible check, listed as `VISIBLE_CASES` in its
-    hidden-test file. Values are nested lists (float64 tensors) or Python floats."""
-    name: str                             # what the case is about, shown in failure messages
-    args: dict[str, list | float]         # positional arguments, in order
-    kwargs: dict[str, list | float] = field(default_factory=dict)
+    hidden-test file. Values are nested lists (float64 tensors) or Python numbers."""
+    name: str                                   # what the case is about, shown in failure messages
+    args: dict[str, list | float | int]         # positional arguments, in order
+    kwargs: dict[str, list | float | int] = field(default_factory=dict)
 
 
 def as_float64(value):
