@@ -15,6 +15,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+from assignment.contract import TOTAL_POINTS
 from autograder.collect import UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -130,5 +131,6 @@ def write_bundle(out: Path, root: Path = PROJECT_ROOT) -> list[str]:
 def main_bundle(out: Path) -> int:
     names = write_bundle(out)
     print(f"wrote {out} ({len(names)} files, {out.stat().st_size / 2**20:.1f} MiB): on Gradescope, create a "
-          "Programming Assignment, then Configure Autograder > Zip file upload (base image Ubuntu 22.04)")
+          f"Programming Assignment worth {TOTAL_POINTS} points, then Configure Autograder > Zip file upload "
+          "(base image Ubuntu 22.04)")
     return 0
