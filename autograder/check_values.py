@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib
+import importlib.util
 import json
 import re
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,10 +54,23 @@ TOLERANCE = {"rtol": 1e-6, "atol": 1e-6, "mistake_rtol": 1e-4, "mistake_atol": 1
 Parts = tuple[tuple[str, tuple[str, ...]], ...]
 
 
+def hidden_test_module(problem: str) -> types.ModuleType:
+    """The hidden-test file of `problem`, loaded apart (a module of its own, not in sys.modules).
+    Imported as autograder.hidden_tests.test_<problem>, it would keep the hypothesis settings of
+    that moment, since @given reads them when it decorates: outside the hidden tests' own pytest
+    run, before their conftest.py loads the grading profile, the defaults (random examples, 100
+    of them, health checks), and a grading run in the same process would then run those."""
+    path = HIDDEN_TESTS / f"test_{problem}.py"
+    spec = importlib.util.spec_from_file_location(f"_hidden_tests_of_{problem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def visible_cases(problem: str) -> tuple[tuple[Case, ...], Parts]:
     """The fixed cases and the carried-forward parts of a FUNCTION problem's visible check,
     from its hidden-test file (VISIBLE_CASES, VISIBLE_PARTS)."""
-    module = importlib.import_module(f"autograder.hidden_tests.test_{problem}")
+    module = hidden_test_module(problem)
     cases = getattr(module, "VISIBLE_CASES", ())
     if not cases or not all(isinstance(case, Case) for case in cases):
         raise ValueError(f"{HIDDEN_TESTS / f'test_{problem}.py'}: a FUNCTION problem's hidden-test file "

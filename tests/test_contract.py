@@ -4,6 +4,8 @@ visible check's cases; nothing else lists the problems."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -55,3 +57,27 @@ def test_no_hidden_test_file_writes_its_problem_or_points_by_hand():
             if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PROBLEM" for t in node.targets):
                 assert not isinstance(node.value, ast.Constant), f"{path.name}: PROBLEM comes from the file name"
         assert f"({PROBLEM_POINTS[path.stem.removeprefix('test_')]} points)" not in (ast.get_docstring(tree) or "")
+
+
+READ_THEN_GRADE = """
+import sys
+from assignment.contract import PROBLEMS
+from autograder.check_values import function_problems, visible_cases
+from autograder.hidden_pytest import run_pytest
+from autograder.scoring import CollectingPlugin
+for problem in function_problems():
+    visible_cases(problem)
+assert not [m for m in sys.modules if m.startswith("autograder.hidden_tests.test_")], "imported for good"
+run_pytest(["--collect-only"], CollectingPlugin())  # as a grading run imports them
+given = sys.modules["autograder.hidden_tests.test_elbo"].test_values
+assert given._hypothesis_internal_use_settings.derandomize, "not the grading profile"
+print("ok")
+"""
+
+
+def test_reading_the_visible_cases_leaves_the_hidden_tests_to_their_grading_profile():
+    """@given keeps the hypothesis settings of the moment it decorates: a process that reads the
+    visible cases (validate does) and then grades must still run the grading profile."""
+    done = subprocess.run([sys.executable, "-c", READ_THEN_GRADE], cwd=HIDDEN_TESTS.parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -5,7 +5,6 @@ Derandomized hypothesis feeds every passing submission the examples it feeds the
 test back to hypothesis when an example fails. These tests hold it to that.
 """
 import base64
-import importlib
 import json
 import math
 
@@ -15,6 +14,7 @@ import torch
 
 from assignment.contract import CONTRACT, MODEL, PROBLEMS
 from autograder import exact_json, reference_cache, replay
+from autograder.check_values import hidden_test_module
 from autograder.collect import read_cells
 from autograder.isolation.limits import Limits
 from autograder.replay import examples_from_json, examples_to_json, recorded_examples
@@ -36,7 +36,7 @@ def hypothesis_tests() -> set[str]:
     """`test_<problem>.py::<name>` of every @given hidden test, read from the modules themselves."""
     keys = set()
     for problem in PROBLEMS:
-        module = importlib.import_module(f"autograder.hidden_tests.test_{problem}")
+        module = hidden_test_module(problem)
         keys |= {f"test_{problem}.py::{name}" for name, test in vars(module).items()
                  if name.startswith("test_") and hasattr(test, "hypothesis")}
     return keys
