@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -156,12 +155,12 @@ class ClassRun:
         converter = getattr(getattr(preprocessor, "parent", None), "parent", None)
         if not isinstance(converter, Autograde):
             return cls.start(preprocessor, None, [], settings, isolation, Path.cwd() / "release" / assignment)
-        run = _RUNS.get(converter)
+        run = _RUNS.get(id(converter))
         if run is None:
             coursedir = converter.coursedir
             planned = planned_notebooks(converter, student, assignment)
             release = Path(coursedir.format_path(coursedir.release_directory, ".", assignment)).resolve()
-            run = _RUNS[converter] = cls.start(preprocessor, converter, planned, settings, isolation, release)
+            run = _RUNS[id(converter)] = cls.start(preprocessor, converter, planned, settings, isolation, release)
         return run
 
     @classmethod
@@ -185,7 +184,6 @@ class ClassRun:
         shown = "its cells run in the sandbox for the feedback" if run.execute else "its cells not run"
         log.info("autograding %d notebook(s): %s; each notebook %s; isolation: %s", len(planned), how, shown,
                  sandbox.describe(isolation))
-        atexit.register(run.summarise)
         return run
 
     def graded(self, student: str, assignment: str, notebook: str, path: Path, nb: NotebookNode) -> Graded:
@@ -260,6 +258,7 @@ class ClassRun:
         if self.summarised or self.converter is None:
             return
         self.summarised = True
+        _RUNS.pop(id(self.converter), None)
         if self.ahead is not None:
             self.ahead.close()
         elapsed = time.perf_counter() - self.started
@@ -276,7 +275,15 @@ class ClassRun:
                       self.total, _duration(elapsed), ", ".join(parts), reused, sandbox.describe(self.isolation))
 
 
-_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# id of nbgrader's Autograde -> its ClassRun (which holds it), until the run's summary.
+_RUNS: dict[int, ClassRun] = {}
+
+
+@atexit.register
+def _summarise_unfinished() -> None:
+    """A run that ended before its last planned notebook (nbgrader failed on some) still says so."""
+    for run in list(_RUNS.values()):
+        run.summarise()
 
 
 def _outcome(notebook_run: Future | None) -> tuple[NotebookNode | None, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import shutil
 import sys
@@ -20,10 +21,12 @@ from assignment.notebook import ASSIGNMENT, build_notebook
 from autograder import nbgrader_autograde
 from autograder.isolation import sandbox
 from autograder.nbgrader_autograde import (
-    SandboxedAutograde, copy_outputs, set_graded_outputs, without_graded_code,
+    ClassRun, Graded, SandboxedAutograde, _RUNS, _summarise_unfinished, copy_outputs, set_graded_outputs,
+    without_graded_code,
 )
 from autograder.nbgrader_export import write_csv
 from autograder.nbgrader_plan import PlannedNotebook, planned_notebooks
+from autograder.settings import Settings
 
 
 def graded(nb, problem):
@@ -154,3 +157,22 @@ def test_the_plan_is_what_nbgrader_will_autograde(tmp_path, monkeypatch, force):
                                          course / "submitted" / "ann" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     later = planned_notebooks(_autograde(course, **options), "cat", ASSIGNMENT)  # from the current one on
     assert [p.student for p in later] == expected[expected.index("cat"):]
+
+
+def test_progress_lines_and_a_summary_even_when_nbgrader_stops_short(caplog):
+    log = logging.getLogger("test-autograde-progress")
+    run = ClassRun(log, Settings(), sandbox.Isolation("process", reason="no bwrap here"), converter=object(),
+                   release=Path("release"), execute=False, cell_timeout=1, total=3)
+    _RUNS[id(run.converter)] = run  # as ClassRun.of keeps it
+    with caplog.at_level(logging.INFO, logger=log.name):
+        run.done("ann", Graded(record({"gaussian_kl": 20.0}), "", how="graded ahead"))
+        run.refused("ben", [Path("submitted/ben/vae/notes.txt")])
+        _summarise_unfinished()  # at exit: nbgrader never reached the third notebook
+        _summarise_unfinished()  # once only
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("[1/3] ann: 20 / 100 (gaussian_kl 20, reparameterize 0,")
+    assert "graded ahead; " in lines[0] and "so far, about" in lines[0] and lines[0].endswith("left")
+    assert lines[1].startswith("[2/3] ben: refused, the submission holds symbolic links: submitted/ben/vae/notes.txt")
+    assert caplog.records[1].levelno == logging.ERROR
+    assert len(lines) == 3 and lines[2].startswith("autograde finished: 2 of 3 notebook(s) in ")
+    assert "1 graded, 1 refused (ben), 1 not reached" in lines[2] and "process (no OS sandbox: no bwrap here)" in lines[2]
