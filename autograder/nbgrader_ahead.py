@@ -43,12 +43,10 @@ class Ahead:
     path: Path  # where nbgrader writes the autograded notebook (what the record names)
     content: str | None = None  # as nbgrader will hand it over; None: not sanitized (see problem)
     problem: str = ""  # why it was not sanitized or graded ahead
-    links: list[Path] = field(default_factory=list)
     record: dict | None = None
     failure: str = ""  # why the pool gave no record
     reused: bool = False  # the record came from the store
     notebook_run: Future | None = None  # -> (executed notebook or None, why not)
-    sanitized: threading.Event = field(default_factory=threading.Event)
     graded: threading.Event = field(default_factory=threading.Event)
 
 
@@ -76,6 +74,9 @@ class GradingAhead:
         self.sanitizer = Sanitizer(converter)
         self.converter = converter
         self.reused = 0
+        # Set once every notebook is sanitized: until then nbgrader, waiting for its first record,
+        # does not write the gradebook that the sanitizing reads.
+        self.sanitized = threading.Event()
         self.notebook_runs = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="vae-notebook") \
             if run_notebook else None
         self.thread = threading.Thread(target=self._work, name="vae-grading-ahead", daemon=True)
@@ -87,7 +88,7 @@ class GradingAhead:
         entry = self.entries.get(submission_id)
         if entry is None:
             return None, "it was not in the plan made at the first notebook"
-        entry.sanitized.wait()
+        self.sanitized.wait()
         if entry.content is None:
             return None, entry.problem
         if entry.content != content:
@@ -136,8 +137,8 @@ class GradingAhead:
             for entry in self.entries.values():
                 entry.problem = entry.problem or f"grading ahead stopped: {type(error).__name__}: {error}"
         finally:
+            self.sanitized.set()
             for entry in self.entries.values():
-                entry.sanitized.set()
                 entry.graded.set()
 
     def _sanitize_all(self) -> list[Ahead]:
@@ -145,8 +146,7 @@ class GradingAhead:
         graded_ahead = []
         for entry in self.entries.values():
             planned = entry.planned
-            entry.links = links_in_submission(self.converter, planned.student, planned.assignment)
-            if entry.links:
+            if links_in_submission(self.converter, planned.student, planned.assignment):
                 entry.problem = "refused: it holds symbolic links"
             else:
                 try:
@@ -157,7 +157,7 @@ class GradingAhead:
                 graded_ahead.append(entry)
                 if self.notebook_runs is not None:
                     entry.notebook_run = self.notebook_runs.submit(self.run_notebook, entry)
-            entry.sanitized.set()
+        self.sanitized.set()
         return graded_ahead
 
     def _graded(self, submission_id: str, record: dict) -> None:

@@ -83,7 +83,7 @@ class SandboxedAutograde(NbGraderPreprocessor):
     jobs = Integer(2, help="Grading processes, and sandboxed notebook runs at a time.").tag(config=True)
     ahead = Bool(True, help="Grade the run's notebooks ahead on `jobs` processes (False: each one in "
                             "nbgrader's process when nbgrader gets to it).").tag(config=True)
-    execute_notebook = Bool(True, help="Run each notebook's own cells in the sandbox, so that the feedback "
+    execute_notebook = Bool(False, help="Run each notebook's own cells in the sandbox, so that the feedback "
                                        "shows their outputs (the training demonstrations: about 10 s of "
                                        "CPU per notebook).").tag(config=True)
     results_db = Unicode("autograde_results.sqlite", help="The grader's store of records, in the course "
@@ -99,6 +99,8 @@ class SandboxedAutograde(NbGraderPreprocessor):
         student, assignment, notebook = ids["student"], ids["assignment"], ids["notebook"]
         run = ClassRun.of(self, student, assignment, settings, isolation)
         if run.converter is not None:
+            if run.ahead is not None:
+                run.ahead.sanitized.wait()  # nbgrader writes the gradebook after a refusal: not while it is read
             links = links_in_submission(run.converter, student, assignment)
             if links:
                 run.refused(student, links)
@@ -269,7 +271,7 @@ class ClassRun:
         if self.refusals:
             parts.append(f"{len(self.refusals)} refused ({', '.join(self.refusals)})")
         if self.finished < self.total:
-            parts.append(f"{self.total - self.finished} not reached (nbgrader failed on them first)")
+            parts.append(f"{self.total - self.finished} not reached (nbgrader stopped, or failed on them before grading)")
         reused = f"; {self.ahead.reused} taken from {self.ahead.store_path}" if self.ahead and self.ahead.reused else ""
         self.log.info("autograde finished: %d of %d notebook(s) in %s: %s%s; isolation: %s", self.finished,
                       self.total, _duration(elapsed), ", ".join(parts), reused, sandbox.describe(self.isolation))
