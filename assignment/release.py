@@ -62,7 +62,7 @@ NBGRADER_CONFIG = "\n".join([
     "c.SandboxedAutograde.ahead = True",
     'c.SandboxedAutograde.results_db = "autograde_results.sqlite"',
     "# True: also run each notebook's own cells in the sandbox, so that the feedback shows the",
-    "# demonstrations' outputs (the two trainings: about 10 s of CPU per notebook, 3-5 times the grading).",
+    "# demonstrations' outputs (about 11 s of CPU per notebook, 2-3 times the grading).",
     "c.SandboxedAutograde.execute_notebook = False",
     "# True: refuse to grade where bubblewrap cannot run (as `vae-assignment grade --require-sandbox`).",
     "c.SandboxedAutograde.require_sandbox = False",

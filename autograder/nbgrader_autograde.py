@@ -84,8 +84,8 @@ class SandboxedAutograde(NbGraderPreprocessor):
     ahead = Bool(True, help="Grade the run's notebooks ahead on `jobs` processes (False: each one in "
                             "nbgrader's process when nbgrader gets to it).").tag(config=True)
     execute_notebook = Bool(False, help="Run each notebook's own cells in the sandbox, so that the feedback "
-                                       "shows their outputs (the training demonstrations: about 10 s of "
-                                       "CPU per notebook).").tag(config=True)
+                                       "shows their outputs (about 11 s of CPU per notebook, 2-3 "
+                                       "times the grading).").tag(config=True)
     results_db = Unicode("autograde_results.sqlite", help="The grader's store of records, in the course "
                                                          "directory: a rerun reuses what it holds.").tag(config=True)
 
