@@ -73,6 +73,18 @@ def projection(runs: list[dict]) -> list[str]:
     return _table(header, rows)
 
 
+def per_notebook(nbgrader: dict) -> list[str]:
+    """nbgrader's seconds per notebook (each one since the notebook before, from its log)."""
+    seconds = list(nbgrader.get("per_notebook_s", {}).values())
+    if not seconds:
+        return []
+    ordered = sorted(seconds)
+    return [f"nbgrader autograde, seconds per notebook (since the notebook before, from its progress lines): "
+            f"first {seconds[0]:.1f} (the pool's start and the first grading), then median "
+            f"{ordered[len(ordered) // 2]:.1f}, max {max(seconds[1:] or seconds):.1f}; all: "
+            + ", ".join(f"{s:.1f}" for s in seconds) + "."]
+
+
 def score_line(run: dict) -> str:
     """What a run's scores say: correct notebooks at 100, mistakes below, same JSON as the other grader."""
     scores = run["scores"]
@@ -100,9 +112,15 @@ def markdown(results: dict) -> str:
              f"{hostile} hostile); composition in results.json.", "",
              f"## A class of {first} notebooks", "", *comparison(runs, first, nbgrader), ""]
     if nbgrader:
-        lines += [f"nbgrader autograde graded the first {nbgrader['n']} notebooks of the same class in the same "
-                  "run (none of them hostile); its s / submission is over those. Ratio: nbgrader's s / submission "
-                  "over the grader's.", ""]
+        which = "the whole class" if nbgrader["n"] == first else f"the first {nbgrader['n']} notebooks of the class"
+        lines += [f"nbgrader autograde graded {which} in the same run, with the course's config (graded ahead on "
+                  "the same jobs); its s / submission is over those. Ratio: nbgrader's s / submission over the "
+                  "grader's.", "", *per_notebook(nbgrader), ""]
+    if nbgrader and "same_scores_as" in nbgrader:
+        same = nbgrader["same_scores_as"]
+        lines += ["Per-problem scores in nbgrader's gradebook against the first grader's JSON: "
+                  + (f"the same for all {same['notebooks']} notebooks." if not same["different"]
+                     else f"DIFFERENT for {', '.join(same['different'])}."), ""]
     lines += ["s / submission = wall / submissions (the whole command: start, imports, pool, outputs). "
               "The split is the grader's own mean per submission inside one pool process "
               "(`per submission ...` line of `vae-assignment grade`).", "", "Scores:", "",

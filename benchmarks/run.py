@@ -1,12 +1,13 @@
 """Time `vae-assignment grade` and `nbgrader autograde` on the same class of notebooks.
 
-    python -m benchmarks.run --n 200 --jobs 2 --nbgrader-n 20 --out benchmarks/results/
+    python -m benchmarks.run --n 40 --jobs 2 --out benchmarks/results/
     python -m benchmarks.run --sweep 100,200,400 --nbgrader-n 0 --out benchmarks/results/
     python -m benchmarks.run --n 200 --dask-local-workers 2 --nbgrader-n 0 --out benchmarks/results/
 
 For each class size N: a fresh course directory with N unexecuted notebooks (make_class.py);
 `vae-assignment grade` on all of them with the local pool (and through Dask when asked); then,
-on the first class only, `nbgrader autograde` on its first --nbgrader-n notebooks. Writes
+on the first class only, `nbgrader autograde` with the course's config (graded ahead on the
+same number of jobs) on its first --nbgrader-n notebooks (default: all of them). Writes
 OUT/results.md and OUT/results.json and prints the table; the classes, the grades and every
 command's log stay under OUT/work/. See benchmarks/README.md.
 """
@@ -25,6 +26,7 @@ import sys
 from pathlib import Path
 
 from assignment.notebook import ASSIGNMENT
+from assignment.release import COURSE_ID
 from benchmarks import report
 from benchmarks.dask_cluster import ClusterError, local_cluster, require_distributed
 from benchmarks.make_class import REFERENCE, new_course, write_class
@@ -52,9 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep", type=class_sizes, metavar="N,N,...",
                         help="grade classes of these sizes instead of --n, and fit the time against N")
     parser.add_argument("--jobs", type=int, default=2, help="the local pool's processes (default: 2)")
-    parser.add_argument("--nbgrader-n", type=int, default=20,
+    parser.add_argument("--nbgrader-n", type=int,
                         help="run nbgrader autograde on the first notebooks of the (first) class: how many "
-                             "(default: 20; 0 skips it; about 20+ s each)")
+                             "(default: all of them; 0 skips it)")
+    parser.add_argument("--nbgrader-execute", action="store_true",
+                        help="nbgrader autograde also runs each notebook's cells in the sandbox for the feedback "
+                             "(SandboxedAutograde.execute_notebook; about 10 s of CPU per notebook, and a "
+                             "hostile notebook that hangs holds a slot for its cell timeout)")
     parser.add_argument("--hostile", type=int,
                         help=f"hostile notebooks in each class (hang, crash, print; default: {HOSTILE_DEFAULT}, "
                              "fewer where the second half of the class is smaller)")
@@ -74,14 +80,15 @@ def _parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     sizes = args.sweep or [args.n]
     smallest = min(sizes)
+    if args.nbgrader_n is None:
+        args.nbgrader_n = sizes[0]
     if args.jobs < 1 or smallest < 1 or (args.hostile or 0) < 0 or args.nbgrader_n < 0:
         parser.error("--n, --sweep and --jobs must be positive; --hostile and --nbgrader-n at least 0")
     if args.hostile is not None and args.hostile > smallest - smallest // 2:
         parser.error(f"--hostile {args.hostile}: the hostile notebooks go in the second half of the class, "
                      f"which holds {smallest - smallest // 2} in a class of {smallest}")
-    if args.nbgrader_n > sizes[0] // 2:
-        parser.error(f"--nbgrader-n {args.nbgrader_n}: at most half the (first) class, {sizes[0] // 2}, so "
-                     "that nbgrader grades no hostile notebook (a hang costs it its 300 s cell timeout)")
+    if args.nbgrader_n > sizes[0]:
+        parser.error(f"--nbgrader-n {args.nbgrader_n}: at most the (first) class, {sizes[0]}")
     if args.skip_local and not (args.scheduler or args.dask_local_workers):
         parser.error("--skip-local leaves nothing to grade without --scheduler or --dask-local-workers")
     if args.dask_local_workers is not None and args.dask_local_workers < 1:
@@ -147,10 +154,13 @@ def grade_class(submitted: Path, work: Path, n: int, grader: str, extra: list[st
     return summary
 
 
-def autograde_subset(course: Path, students: list[str], subset: int) -> dict:
-    """`nbgrader autograde` (as tests/test_nbgrader.py runs it) on the first `subset` students."""
+def autograde_subset(course: Path, students: list[str], subset: int, jobs: int, execute: bool) -> dict:
+    """`nbgrader autograde` (as an instructor runs it, with the course's config) on the first
+    `subset` students, graded ahead on `jobs` processes; with `execute`, each notebook's cells
+    also run in the sandbox. Each notebook's seconds come from nbgrader's log (the progress lines)."""
     excluded = ",".join(students[subset:])
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force",
+               f"--SandboxedAutograde.jobs={jobs}", f"--SandboxedAutograde.execute_notebook={execute}",
                *([f"--CourseDirectory.student_id_exclude={excluded}"] if excluded else [])]
     print(f"  nbgrader autograde: {subset} notebooks ...", flush=True)
     measured = run_measured(command, cwd=course, env=_env(), log=course.parent / "nbgrader-autograde.log")
@@ -160,10 +170,37 @@ def autograde_subset(course: Path, students: list[str], subset: int) -> dict:
     if graded != sorted(students[:subset]):
         raise SystemExit(f"nbgrader autograde graded {len(graded)} notebooks, not the {subset} asked for "
                          f"(log: {measured.log})")
-    summary = _summary(measured, "nbgrader autograde", subset, 1)
+    grader = "nbgrader autograde" + (", notebooks run" if execute else "")
+    summary = _summary(measured, grader, subset, min(jobs, len(os.sched_getaffinity(0))))
+    summary["per_notebook_s"] = per_notebook_seconds(Path(measured.log).read_text(errors="replace"))
     print(f"  nbgrader autograde: {summary['wall_s']:.1f} s, {summary['seconds_per_submission']:.2f} s / submission",
           flush=True)
     return summary
+
+
+def same_scores(course: Path, grades: Path) -> dict:
+    """Whether the gradebook's per-problem scores of each notebook nbgrader graded equal the
+    grader's JSON's (a list of the students whose do not)."""
+    from nbgrader.api import Gradebook
+
+    records = {record["id"]: record for record in json.loads(grades.read_text())["submissions"]}
+    graded = sorted(p.name for p in (course / "autograded").iterdir())
+    different = []
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
+        for student in graded:
+            problems = records[student]["problems"]
+            if any(gradebook.find_grade(f"check_{name}", ASSIGNMENT, ASSIGNMENT, student).score != problem["score"]
+                   for name, problem in problems.items()):
+                different.append(student)
+    return {"notebooks": len(graded), "different": different}
+
+
+PROGRESS_LINE = re.compile(r"\[(\d+)/(\d+)\] (\S+): .*; ([0-9.]+) s, ")
+
+
+def per_notebook_seconds(log: str) -> dict[str, float]:
+    """Student -> seconds since the notebook before, from SandboxedAutograde's progress lines."""
+    return {match[3]: float(match[4]) for match in PROGRESS_LINE.finditer(log)}
 
 
 def _scheduler_threads(address: str) -> int:
@@ -201,7 +238,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     cpus = results["machine"]["cpus"]
 
     def done(run: dict) -> None:
-        if run["grader"] == "nbgrader autograde":
+        if run["grader"].startswith("nbgrader autograde"):
             results["nbgrader"] = run
         else:
             first = next((r for r in results["runs"] if r["n"] == run["n"]), None)
@@ -237,7 +274,10 @@ def benchmark(args: argparse.Namespace) -> dict:
                 done(grade_class(submitted, work, n, f"Dask, {workers} local workers",
                                  ["--scheduler", cluster.address], workers, students, also_watch=cluster.pids))
         if index == 0 and args.nbgrader_n:
-            done(autograde_subset(course, sorted(students), args.nbgrader_n))
+            nbgrader = autograde_subset(course, sorted(students), args.nbgrader_n, args.jobs, args.nbgrader_execute)
+            if results["runs"]:  # the same per-problem scores as the first grader's JSON?
+                nbgrader["same_scores_as"] = same_scores(course, Path(results["runs"][0]["grades"]))
+            done(nbgrader)
     return results
 
 

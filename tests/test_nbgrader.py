@@ -1,21 +1,32 @@
 """nbgrader end to end: `nbgrader autograde` gives the per-problem scores of `vae-assignment grade`,
-and nothing the student's kernel does changes them.
+graded ahead in parallel, and nothing the student's notebook does changes them.
 
-A course directory from `build_release` gets, as students of ONE `nbgrader autograde` run:
-the reference, the stubs, a catalogued mistake that also edits a locked test cell, a correct
-variant written with torch.distributions that deleted a check cell, and four hostile notebooks
-(stubs plus one cell): a fake grading module in `sys.modules`, a monkeypatched grader, the
-instructor's source notebook copied over the graded file, and one that snoops for the
-reference, the hidden tests, `source/`, the gradebook and the home folder and writes outside
-its folder. The standalone grader grades the same files in this process meanwhile; then
-`nbgrader generate_feedback`, `nbgrader export` and the per-problem export
-(autograder/nbgrader_export.py).
+A course directory from `build_release` gets, as students of ONE `nbgrader autograde` run (with
+the notebooks' own cells run in the sandbox, `execute_notebook`): the reference, the stubs, a
+catalogued mistake that also edits a locked test cell, a correct variant written with
+torch.distributions that deleted a check cell, four hostile notebooks (stubs plus one cell): a
+fake grading module in `sys.modules`, a monkeypatched grader, the instructor's source notebook
+copied over the graded file, and one that snoops for the reference, the hidden tests, `source/`,
+the gradebook and the home folder and writes outside its folder; and the red team of
+tests/test_redteam_nbgrader.py: markup for the instructor's browser, `BEGIN HIDDEN TESTS` in an
+answer, a notebook that is a link to the source notebook, notes that link to the gradebook. The
+standalone grader grades the same files in this process meanwhile; then `nbgrader
+generate_feedback`, `nbgrader export` and the per-problem export (autograder/nbgrader_export.py).
+
+Then the course's default run (the notebooks' cells not run) twice more on a copy of a few of
+those students: one notebook at a time in nbgrader's process (`ahead = False`, nbgrader's serial
+way), and graded ahead but killed halfway and run again: the same gradebook, autograded notebooks
+and feedback, and the second run takes what the first one stored.
 """
 from __future__ import annotations
 
 import csv
 import html
 import os
+import re
+import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +51,10 @@ from autograder.handed_in import cell_by_id, reference_notebook
 from autograder.hidden_pytest import HIDDEN_TESTS
 from autograder.isolation import sandbox
 from autograder.settings import Settings
+from test_redteam_nbgrader import (
+    MARK as HOSTILE_MARK, active_markup, course_config, formgrader_view, hidden_marker_notebook,
+    hostile_html_notebook,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -116,8 +131,11 @@ for folder in {[str(p) for p in places]!r} + [str(Path.cwd().parent), str(Path.c
 
 
 HOSTILE = {"fake_module": FAKE_MODULE, "monkeypatch": MONKEYPATCH, "swap_notebook": SWAP}
-STUDENTS = ("reference", "stubs", *MISTAKES, CORRECT, *HOSTILE, "snoop")
-STUB_BASED = ("stubs", *HOSTILE, "snoop")  # hold no reference code of their own
+RED_TEAM = ("html_hostile", "hidden_marker")  # graded; test_redteam_nbgrader.py's notebooks
+LINKED = ("linked_notebook", "linked_notes")  # refused: their folders hold symbolic links
+STUDENTS = ("reference", "stubs", *MISTAKES, CORRECT, *HOSTILE, "snoop", *RED_TEAM)
+STUB_BASED = ("stubs", *HOSTILE, "snoop", "html_hostile")  # hold no reference code of their own
+TWINS = ("reference", "stubs", *MISTAKES, CORRECT, "hidden_marker")  # graded serially and killed-and-resumed
 NBGRADER_TIMEOUT_S = 900
 ISOLATION = sandbox.detect(Settings.from_environment())
 if os.environ.get("VAE_REQUIRE_SANDBOX") == "1" and not ISOLATION.sandboxed:
@@ -163,10 +181,23 @@ def nbgrader(course: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(process: subprocess.Popen, what: str) -> str:
+def finish(process: subprocess.Popen, what: str, status: int = 0) -> str:
     log, _ = process.communicate(timeout=NBGRADER_TIMEOUT_S)
-    assert process.returncode == 0, f"nbgrader {what} failed (exit {process.returncode}):\n{log[-4000:]}"
+    assert process.returncode == status, f"nbgrader {what}: exit {process.returncode}, not {status}:\n{log[-4000:]}"
     return log
+
+
+def link_submissions(course: Path, notebook: NotebookNode) -> None:
+    """Two students whose folders hold symbolic links: a notebook that is the instructor's source
+    notebook, and a correct notebook with "notes" that are the gradebook."""
+    source = course / "source" / ASSIGNMENT / SOURCE_NOTEBOOK_NAME
+    folder = course / "submitted" / "linked_notebook" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / SOURCE_NOTEBOOK_NAME).symlink_to(source)
+    folder = course / "submitted" / "linked_notes" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(notebook, folder / SOURCE_NOTEBOOK_NAME)
+    (folder / "notes.txt").symlink_to(course / "gradebook.db")
 
 
 @dataclass
@@ -179,6 +210,7 @@ class Run:
     seconds: dict[str, float]
     log: str  # nbgrader autograde's
     written: list[Path]  # files the snooping notebook left outside its sandbox
+    pristine: Path  # a copy of the course as handed in, before any autograde
 
 
 @pytest.fixture(scope="module")
@@ -192,19 +224,25 @@ def run(tmp_path_factory) -> Run:
     release_nb = nbformat.read(release / SOURCE_NOTEBOOK_NAME, as_version=4)
     notebooks = student_notebooks(release_nb)
     notebooks.update(hostile_notebooks(notebooks["stubs"], course))
+    notebooks["html_hostile"] = hostile_html_notebook(notebooks["stubs"])
+    notebooks["hidden_marker"] = hidden_marker_notebook(notebooks["reference"])
     paths = {}
     for student, nb in notebooks.items():
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         paths[student] = folder / SOURCE_NOTEBOOK_NAME
         nbformat.write(nb, paths[student])
+    pristine = out / "pristine"
+    shutil.copytree(course, pristine)
+    link_submissions(course, notebooks["reference"])
 
     started = time.perf_counter()
-    # One nbgrader autograde for the whole class; the standalone grader runs meanwhile, here.
-    autograde = nbgrader(course, "autograde", ASSIGNMENT, "--force")
+    # One nbgrader autograde for the whole class, the notebooks' own cells run too; the
+    # standalone grader runs meanwhile, here. The two linked submissions fail: exit status 1.
+    autograde = nbgrader(course, "autograde", ASSIGNMENT, "--force", "--SandboxedAutograde.execute_notebook=True")
     standalone = {student: grade(Submission(student, path), Settings.from_environment()) for student, path in paths.items()}
     seconds["standalone (while autograde runs)"] = time.perf_counter() - started
-    log = finish(autograde, "autograde")
+    log = finish(autograde, "autograde", status=1)
     seconds["autograde"] = time.perf_counter() - started
     seconds["autograde per notebook"] = seconds["autograde"] / len(paths)
 
@@ -232,7 +270,7 @@ def run(tmp_path_factory) -> Run:
     for path in written:
         path.unlink()
     print("\n" + "\n".join(f"{what}: {s:.1f} s" for what, s in seconds.items()))
-    return Run(course, notebooks, scores, answers, standalone, seconds, log, written)
+    return Run(course, notebooks, scores, answers, standalone, seconds, log, written, pristine)
 
 
 def expected_scores(run: Run, student: str) -> dict[str, float]:
@@ -327,7 +365,9 @@ def test_no_feedback_shows_reference_or_hidden_test_code(run):
     # Without a sandbox the snooping notebook does read them (its own test skips, saying so).
     for student in STUDENTS if ISOLATION.sandboxed else [s for s in STUDENTS if s != "snoop"]:
         text = feedback(run, student)
-        assert "BEGIN HIDDEN TESTS" not in text and "nbgrader_autograde.py" not in text, student
+        assert "nbgrader_autograde.py" not in text, student
+        if student != "hidden_marker":  # who wrote the marker in an answer
+            assert "BEGIN HIDDEN TESTS" not in text, student
         leaked = {line for line in secrets["hidden tests"] if line in text}
         if student in STUB_BASED:
             leaked |= {line for line in secrets["reference"] if line in text}
@@ -353,9 +393,139 @@ def test_export_csv_has_the_autograded_totals(run):
 def test_per_problem_export_has_the_standalone_scores(run):
     with (run.course / "problems.csv").open() as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
-    assert sorted(rows) == sorted(STUDENTS)
+    assert sorted(rows) == sorted([*STUDENTS, *LINKED])  # the refused ones too, with nothing graded
     for student in STUDENTS:
         got = {p: float(rows[student]["check_" + p]) for p in PROBLEM_POINTS}
         assert got == pytest.approx(expected_scores(run, student)), student
     assert rows["reference"]["q_closed_form_kl"] == "" and rows["reference"]["needs_manual_grade"] == "True"
     assert float(rows["stubs"]["q_closed_form_kl"]) == 0
+
+
+LOG_LINE = re.compile(r"^\[AutogradeApp \d\d:\d\d:\d\d \| (INFO|WARNING|ERROR)\] ")
+FAILED_STUDENT = re.compile(r"There was an error processing assignment 'vae' for student '([^']+)'")
+
+
+def test_the_log_tells_the_progress_and_nothing_else_warns(run):
+    lines = run.log.splitlines()
+    assert "SAWarning" not in run.log and "Warning:" not in run.log  # no Python warnings at all
+    assert all(LOG_LINE.match(line) for line in lines if line.startswith("[AutogradeApp")), "every line timed"
+    total = len(STUDENTS) + len(LINKED)
+    progress = re.findall(rf"\[(\d+)/{total}\] (\S+): .*; ([0-9.]+) s, .* so far, about .* left", run.log)
+    assert [int(done) for done, _, _ in progress] == list(range(1, total + 1))
+    assert sorted(student for _, student, _ in progress) == sorted([*STUDENTS, *LINKED])
+    assert f"autograde finished: {total} of {total} notebook(s)" in run.log
+    assert f"{len(STUDENTS)} graded, {len(LINKED)} refused ({', '.join(sorted(LINKED))})" in run.log
+    assert "isolation: " + sandbox.describe(ISOLATION) in run.log
+    # Every notebook nbgrader handed over was the one sanitized and graded ahead.
+    assert "graded here" not in run.log and run.log.count(", graded ahead;") == len(STUDENTS)
+
+
+def test_only_a_really_edited_locked_cell_is_warned_about(run):
+    assert "Attribute 'checksum'" not in run.log  # nbgrader's false alarm on every check cell (#1961)
+    changed = re.findall(r"\] (\S+) changed the locked cell (\S+) \(its checksum", run.log)
+    assert changed == [(TAMPERED, TAMPERED_CELL)]
+
+
+def test_symbolically_linked_submissions_are_refused(run):
+    assert set(FAILED_STUDENT.findall(run.log)) == set(LINKED)  # nbgrader's failures: those two only
+    for student in LINKED:
+        assert f"{student}: refused, the submission holds symbolic links" in run.log
+        assert f"SubmissionRefused: {student}: not autograded:" in run.log
+        assert not (run.course / "autograded" / student / ASSIGNMENT).exists()  # nbgrader removed its copy
+        assert not (run.course / "feedback" / student / ASSIGNMENT).exists()
+
+
+def test_feedback_and_the_formgrader_show_no_active_markup(run):
+    config = course_config()
+    for student in [*STUDENTS]:
+        page = (run.course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+        assert active_markup(page) == [], student
+    autograded_path = run.course / "autograded" / "html_hostile" / ASSIGNMENT / SOURCE_NOTEBOOK_NAME
+    view = formgrader_view(autograded_path, config)
+    assert active_markup(view) == [] and HOSTILE_MARK in view
+    feedback_page = (run.course / "feedback" / "html_hostile" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert HOSTILE_MARK in feedback_page and "My answer, with some extras." in feedback_page
+    # What the sandbox sent back of the hostile cell: text and images only.
+    outputs = autograded(run, "html_hostile").cells[2].outputs
+    assert outputs and all(set(o.get("data", {})) <= {"text/plain", "image/png", "image/jpeg"} for o in outputs)
+
+
+def test_begin_hidden_tests_in_a_students_answer_does_not_break_feedback(run):
+    text = feedback(run, "hidden_marker")
+    assert "I wonder what the grader checks." in text and "BEGIN HIDDEN TESTS" in text  # the student's own words
+    assert sum(run.nbgrader_scores["hidden_marker"].values()) == TOTAL_POINTS
+
+
+@dataclass
+class Twins:
+    serial: Path  # graded one notebook at a time in nbgrader's process (ahead = False)
+    ahead: Path  # graded ahead, killed halfway, then run again
+    stored_at_kill: int
+    logs: dict[str, str]
+
+
+def _stored(store: Path) -> int:
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+@pytest.fixture(scope="module")
+def twins(run, tmp_path_factory) -> Twins:
+    """The course's default autograde (cells not run) of TWINS, serially and ahead-killed-resumed."""
+    base = tmp_path_factory.mktemp("twins")
+    courses = {}
+    for name in ("serial", "ahead"):
+        courses[name] = base / name
+        shutil.copytree(run.pristine, courses[name])
+        for folder in (courses[name] / "submitted").iterdir():
+            if folder.name not in TWINS:
+                shutil.rmtree(folder)
+    logs = {"serial": finish(nbgrader(courses["serial"], "autograde", ASSIGNMENT, "--force",
+                                      "--SandboxedAutograde.ahead=False"), "autograde (serial)")}
+    first = nbgrader(courses["ahead"], "autograde", ASSIGNMENT, "--force")
+    store = courses["ahead"] / "autograde_results.sqlite"
+    deadline = time.monotonic() + NBGRADER_TIMEOUT_S
+    while first.poll() is None and _stored(store) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)  # killed halfway (or just after the end, on a fast machine)
+    logs["killed"], _ = first.communicate()
+    stored_at_kill = _stored(store)
+    logs["again"] = finish(nbgrader(courses["ahead"], "autograde", ASSIGNMENT, "--force"), "autograde (again)")
+    for course in courses.values():
+        finish(nbgrader(course, "generate_feedback", ASSIGNMENT, "--force"), "generate_feedback")
+    return Twins(courses["serial"], courses["ahead"], stored_at_kill, logs)
+
+
+def gradebook_contents(course: Path) -> dict:
+    """Every grade and comment of every submission, as nbgrader stored them."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
+        return {(student, grade.name): (grade.auto_score, grade.manual_score, grade.needs_manual_grade)
+                for student in TWINS
+                for grade in gradebook.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student).grades} | {
+               (student, comment.name, "comment"): (comment.auto_comment, comment.manual_comment)
+                for student in TWINS
+                for comment in gradebook.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student).comments}
+
+
+def test_serial_and_ahead_runs_give_the_same_gradebook_notebooks_and_feedback(twins):
+    assert "graded here" in twins.logs["serial"] and "graded ahead" not in twins.logs["serial"]
+    serial, ahead = gradebook_contents(twins.serial), gradebook_contents(twins.ahead)
+    assert len(serial) >= len(TWINS) * 10  # 7 check cells and 3 answers each, and the comments
+    assert serial == ahead
+    for student in TWINS:
+        for folder, name in [("autograded", SOURCE_NOTEBOOK_NAME), ("feedback", f"{ASSIGNMENT}.html")]:
+            one, other = (course / folder / student / ASSIGNMENT / name for course in (twins.serial, twins.ahead))
+            assert one.read_bytes() == other.read_bytes(), (student, folder)
+
+
+def test_a_killed_run_is_resumed_from_the_store(twins):
+    assert twins.stored_at_kill >= 2
+    reused = re.search(r"(\d+) notebook\(s\) graded before with the same grader, taken from", twins.logs["again"])
+    assert reused and int(reused[1]) == twins.stored_at_kill  # all it had stored: none graded twice
+    assert twins.logs["again"].count("taken from the store") == int(reused[1])
+    assert f"autograde finished: {len(TWINS)} of {len(TWINS)} notebook(s)" in twins.logs["again"]

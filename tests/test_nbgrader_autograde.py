@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import csv
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook
+from nbgrader.converters import Autograde
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.utils import determine_grade
 
 from assignment.contract import PROBLEM_POINTS
-from assignment.notebook import build_notebook
+from assignment.notebook import ASSIGNMENT, build_notebook
 from autograder import nbgrader_autograde
 from autograder.isolation import sandbox
 from autograder.nbgrader_autograde import (
-    SandboxedAutograde, copy_outputs, set_graded_outputs, without_graded_code,
+    ClassRun, Graded, SandboxedAutograde, _RUNS, _summarise_unfinished, copy_outputs, set_graded_outputs,
+    without_graded_code,
 )
 from autograder.nbgrader_export import write_csv
+from autograder.nbgrader_plan import PlannedNotebook, planned_notebooks
+from autograder.settings import Settings
 
 
 def graded(nb, problem):
@@ -95,3 +106,73 @@ def test_the_per_problem_csv_makes_formulas_inert(tmp_path):
         rows = list(csv.reader(f))
     assert rows == [["student_id", "score"], ["'=HYPERLINK(\"x\")", "1.5"], ["'-1+2", ""], ["'\tx", "0.0"]]
 
+
+
+def _class_course(root: Path, students: list[str]) -> None:
+    """A course directory with a gradebook that knows the assignment's notebook, and a
+    submission per student."""
+    root.mkdir(parents=True)
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        gradebook.add_assignment(ASSIGNMENT)
+        gradebook.add_notebook(ASSIGNMENT, ASSIGNMENT)
+    for student in students:
+        folder = root / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        nbformat.write(build_notebook(), folder / f"{ASSIGNMENT}.ipynb")
+
+
+def _autograde(root: Path, **options) -> Autograde:
+    coursedir = CourseDirectory(root=str(root), assignment_id=ASSIGNMENT, **options.pop("coursedir", {}))
+    converter = Autograde(coursedir=coursedir, **options)
+    converter.exporter = converter.exporter_class(parent=converter, config=converter.config)
+    converter.init_notebooks()
+    return converter
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_the_plan_is_what_nbgrader_will_autograde(tmp_path, monkeypatch, force):
+    """planned_notebooks against nbgrader's own decision (init_destination, run on a copy: it
+    deletes what it will redo): not autograded yet, already autograded, handed in again since,
+    excluded, older than its autograded copy; with and without --force."""
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    students = ["ann", "ben", "cat", "dan", "eve"]
+    course = tmp_path / "course"
+    _class_course(course, students)
+    for student in ["ben", "cat", "eve"]:
+        (course / "autograded" / student / ASSIGNMENT).mkdir(parents=True)
+    for student, submitted, autograded in [("cat", "2026-01-02 10:00:00", "2026-01-01 10:00:00"),
+                                           ("eve", "2026-01-01 10:00:00", "2026-01-02 10:00:00")]:
+        (course / "submitted" / student / ASSIGNMENT / "timestamp.txt").write_text(submitted)
+        (course / "autograded" / student / ASSIGNMENT / "timestamp.txt").write_text(autograded)
+    options = {"force": force, "coursedir": {"student_id_exclude": "dan"}}
+    planned = planned_notebooks(_autograde(course, **options), "ann", ASSIGNMENT)
+
+    oracle = tmp_path / "oracle"
+    shutil.copytree(course, oracle)
+    nbgrader = _autograde(oracle, **options)
+    expected = [s for s in students if nbgrader.init_destination(ASSIGNMENT, s)]
+    assert [p.student for p in planned] == expected
+    assert expected == (["ann", "ben", "cat", "eve"] if force else ["ann", "cat"])
+    assert planned[0] == PlannedNotebook("ann", ASSIGNMENT, ASSIGNMENT,
+                                         course / "submitted" / "ann" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    later = planned_notebooks(_autograde(course, **options), "cat", ASSIGNMENT)  # from the current one on
+    assert [p.student for p in later] == expected[expected.index("cat"):]
+
+
+def test_progress_lines_and_a_summary_even_when_nbgrader_stops_short(caplog):
+    log = logging.getLogger("test-autograde-progress")
+    run = ClassRun(log, Settings(), sandbox.Isolation("process", reason="no bwrap here"), converter=object(),
+                   release=Path("release"), execute=False, cell_timeout=1, total=3)
+    _RUNS[id(run.converter)] = run  # as ClassRun.of keeps it
+    with caplog.at_level(logging.INFO, logger=log.name):
+        run.done("ann", Graded(record({"gaussian_kl": 20.0}), "", how="graded ahead"))
+        run.refused("ben", [Path("submitted/ben/vae/notes.txt")])
+        _summarise_unfinished()  # at exit: nbgrader never reached the third notebook
+        _summarise_unfinished()  # once only
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("[1/3] ann: 20 / 100 (gaussian_kl 20, reparameterize 0,")
+    assert "graded ahead; " in lines[0] and "so far, about" in lines[0] and lines[0].endswith("left")
+    assert lines[1].startswith("[2/3] ben: refused, the submission holds symbolic links: submitted/ben/vae/notes.txt")
+    assert caplog.records[1].levelno == logging.ERROR
+    assert len(lines) == 3 and lines[2].startswith("autograde finished: 2 of 3 notebook(s) in ")
+    assert "1 graded, 1 refused (ben), 1 not reached" in lines[2] and "process (no OS sandbox: no bwrap here)" in lines[2]
