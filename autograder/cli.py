@@ -10,7 +10,7 @@ from pathlib import Path
 from autograder.isolation.limits import Limits
 from autograder.outputs import WRITERS
 from autograder.pipeline import EXIT_GRADER_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, GradeRequest, grade
-from autograder.settings import Settings
+from autograder.settings import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return main_bundle(args.out)
         from autograder.demo import run_demo
         return run_demo(args.out, Settings.from_environment())
-    except UsageError as error:
+    except (UsageError, SettingsError) as error:
         print(f"vae-assignment {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
