@@ -39,7 +39,7 @@ def grade(submission: Submission, settings: Settings = Settings(), timing: dict 
         return unreadable(submission, str(error), isolation)
     except OSError as error:
         return unreadable(submission, f"the file cannot be read: {error.strerror}", isolation)
-    student = Student(cells, limits, isolation)
+    student = Student(cells, limits, isolation, settings.worker_start)
     try:
         problems = record.problems_from(run_hidden_tests(student))
         checks = student.visible_checks() if visible_checks else None

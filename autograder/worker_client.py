@@ -77,10 +77,12 @@ class OutputTrap:
 
 class Worker:
     """One worker process with the submission's cells loaded: forked from this process's
-    template where possible (isolation.template_client), else a fresh sandboxed Python."""
+    template where possible (isolation.template_client), else a fresh sandboxed Python.
+    `worker_start`: Settings.worker_start ("classic": never forked)."""
 
-    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation):
-        self.cells, self.limits = cells, limits
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation,
+                 worker_start: str = "auto"):
+        self.cells, self.limits, self.worker_start = cells, limits, worker_start
         self.workdir: str | None = None
         if limits.require_sandbox:
             sandbox.require(isolation)
@@ -106,12 +108,15 @@ class Worker:
 
     def _fork(self, request_read: int, reply_write: int, output_write: int, isolation: sandbox.Isolation):
         template = template_client.shared_template(worker_environment(untrusted_template.WORKDIR), isolation,
-                                                   self.limits.start_seconds)
+                                                   self.worker_start, self.limits.start_seconds)
         if template is not None:
             try:
-                return template.fork(request_read, reply_write, output_write, worker_rlimits(self.limits, isolation))
+                process = template.fork(request_read, reply_write, output_write, worker_rlimits(self.limits, isolation))
+                self.start_path = "template"
+                return process
             except template_client.TemplateUnavailable:
                 pass  # this once the classic way; the next worker gets a new template
+        self.start_path = "classic"
         self.workdir = tempfile.mkdtemp(prefix="vae-worker-")
         command = [
             sys.executable, "-I", "-S", str(sandbox.UNTRUSTED_DIR / "worker.py"),
@@ -190,11 +195,11 @@ class Student:
     """
 
     def __init__(self, cells: list[tuple[str, str]], limits: Limits = Limits(),
-                 isolation: sandbox.Isolation | None = None):
+                 isolation: sandbox.Isolation | None = None, worker_start: str = "auto"):
         """`isolation`: how workers are contained, as detected once by the grading process
-        (sandbox.detect() when not given)."""
+        (sandbox.detect() when not given); `worker_start`: Settings.worker_start."""
         self.cells, self.limits = cells, limits
-        self.isolation = isolation
+        self.isolation, self.worker_start = isolation, worker_start
         self.deadline = time.monotonic() + limits.submission_seconds
         self.worker: Worker | None = None
         self.failure: WorkerFailure | None = None
@@ -206,7 +211,8 @@ class Student:
         self.start_failure: WorkerFailure | None = None  # a load that timed out, once for all tests
         self.facts: dict[str, float] = {}  # measurements the tests report, e.g. the model's ELBO
         self.hung = ""  # the function whose call first ran past the time limit
-        self.timing = {"worker_start": 0.0, "model_training": 0.0}  # seconds, for benchmarks only
+        # seconds, for benchmarks only; and how many workers were forked from a template or started classic
+        self.timing = {"worker_start": 0.0, "model_training": 0.0, "template_starts": 0, "classic_starts": 0}
 
     def _isolation(self) -> sandbox.Isolation:
         return self.isolation or sandbox.detect()
@@ -225,7 +231,7 @@ class Student:
             self.generation += 1
             started = time.perf_counter()
             try:
-                self.worker = Worker(self.cells, self.limits, self._isolation())
+                self.worker = Worker(self.cells, self.limits, self._isolation(), self.worker_start)
             except WorkerFailure as failure:
                 self.timing["worker_start"] += time.perf_counter() - started
                 if "did not finish" in str(failure):  # loading hangs: it would hang for every test
@@ -233,6 +239,7 @@ class Student:
                     raise self.start_failure from None
                 raise
             self.timing["worker_start"] += self.worker.start_seconds  # loading the cells counts as tests
+            self.timing[f"{self.worker.start_path}_starts"] += 1
             self.load_errors = self.worker.cell_errors
         return self.worker
 
@@ -327,9 +334,10 @@ class Student:
         z = (mu + torch.exp(0.5 * logvar) * eval_eps).to(mu.dtype)
         if self.deadline - time.monotonic() <= 0:
             raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
-        worker = Worker(self.cells, self.limits, self._isolation())
+        worker = Worker(self.cells, self.limits, self._isolation(), self.worker_start)
         try:
             self.timing["worker_start"] += worker.start_seconds
+            self.timing[f"{worker.start_path}_starts"] += 1
             timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
             request = {"kwargs": kwargs, "weights": trained.get("weights"), "z": z}
             return worker.request("model_decode", timeout, 1, request)["out"]

@@ -44,7 +44,8 @@ SUBMISSION_BUDGET = LIMITS.submission_seconds + LIMITS.start_seconds + 20  # a s
 BATCH_BUDGET = 300  # 8 hostile submissions on 2 jobs; about 2 minutes when unloaded
 CANARY = Path("/tmp/vae-redteam-canary")  # a folder outside the worker that the attacks aim at
 ORPHAN = b"vae-redteam-orphan"  # argv[0] of what redteam/escape.py leaves behind
-ISOLATION = sandbox.detect(Settings.from_environment())
+SETTINGS = Settings.from_environment()
+ISOLATION = sandbox.detect(SETTINGS)
 STRAY_FILES = [PROJECT / "redteam-pwned", sandbox.UNTRUSTED_DIR / "redteam-pwned",
                *(Path(s) / "redteam-pwned.pth" for s in site.getsitepackages())]
 
@@ -285,7 +286,7 @@ def probe():
     scratch = open(os.path.join(os.getcwd(), "scratch"), "w")
     scratch.write("fine")
     scratch.close()
-    return [os.getuid(), os.getgid(), os.getpid(), network, visible(root + "/solutions"),
+    return [os.getuid(), os.getgid(), os.getpid(), network, visible(root + "/solutions/vae.py"),
             visible(root + "/autograder/hidden_tests"), visible(root + "/pyproject.toml"),
             visible(root + "/autograder/untrusted/worker.py"), visible(root + "/assignment/public/digits.npz"),
             sum(1 for fd in range(256) if _is_open(fd))]
@@ -326,7 +327,7 @@ def test_the_worker_command_is_wrapped_only_with_bubblewrap(tmp_path):
     assert sandbox.wrap(["python", "w.py"], workdir=str(tmp_path), isolation=process) == ["python", "w.py"]
     with pytest.raises(sandbox.SandboxUnavailable):
         sandbox.wrap(["python"], workdir=str(tmp_path), isolation=process, required=True)
-    bwrap = sandbox.Isolation("bubblewrap", bwrap="/usr/bin/bwrap")
+    bwrap = sandbox.Isolation("bubblewrap", bwrap="/usr/bin/bwrap", training_digits=tmp_path / "digits-train.npz")
     command = sandbox.wrap(["python", "w.py"], workdir=str(tmp_path), isolation=bwrap)
     assert command[0] == "/usr/bin/bwrap" and command[-2:] == ["python", "w.py"]
     assert "--unshare-all" in command and "--die-with-parent" in command
@@ -351,12 +352,13 @@ def leave():
     return written
 def find():
     found = sum(os.path.exists(os.path.join(folder, "redteam-trace")) for folder in FOLDERS)
-    return [found, int("REDTEAM_TRACE" in __builtins__), len(os.listdir("/proc"))]
+    return [found, int("REDTEAM_TRACE" in __builtins__), sum(name.isdigit() for name in os.listdir("/proc"))]
 """
 
 
-@pytest.mark.skipif(bool(template_client.unavailable_reason(ISOLATION)),
-                    reason=f"workers are not forked from a template here: {template_client.unavailable_reason(ISOLATION)}")
+@pytest.mark.skipif(bool(template_client.unavailable_reason(ISOLATION, SETTINGS.worker_start)),
+                    reason="workers are not forked from a template here: "
+                           f"{template_client.unavailable_reason(ISOLATION, SETTINGS.worker_start)}")
 def test_a_submission_finds_no_trace_of_the_one_graded_before_it():
     """Workers forked from one template one after the other: files written to /tmp, /dev/shm,
     the working folder and home, and changes to the interpreter, die with the worker."""
