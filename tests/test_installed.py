@@ -11,14 +11,12 @@ useradd where missing, which takes root: elsewhere these tests skip (and fail in
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tomllib
 import zipfile
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import pytest
 from autograder import doctor
 from autograder.catalogue import MISTAKES, build_source
 from autograder.cli import main
+from autograder.gradescope_bundle import top_level_packages
 from autograder.isolation import sandbox
 from autograder.settings import Settings
 from benchmarks import installed
@@ -37,17 +36,15 @@ MISTAKE = next(m for m in MISTAKES if m.name == "kl_missing_half")
 
 
 def source_packages() -> dict[str, Path]:
-    """Every package of the source tree (a folder with __init__.py, as are all above it up to
-    the project), by dotted name, but those pyproject.toml excludes."""
-    finder = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    """Every package of the source tree, by dotted name: a folder with __init__.py, as are all
+    above it, under a top-level package pyproject.toml's finder does not exclude."""
     initialised = {path.parent for path in installed.source_files() if path.name == "__init__.py"}
+    tops = set(top_level_packages(PROJECT))
     packages = {}
     for folder in initialised:
         parts = folder.relative_to(PROJECT).parts
-        name = ".".join(parts)
-        if all(PROJECT.joinpath(*parts[:n]) in initialised for n in range(1, len(parts))) and not any(
-                fnmatch.fnmatchcase(name, pattern) for pattern in finder.get("exclude", [])):
-            packages[name] = folder
+        if parts[0] in tops and all(PROJECT.joinpath(*parts[:n]) in initialised for n in range(1, len(parts))):
+            packages[".".join(parts)] = folder
     return packages
 
 
