@@ -3,8 +3,9 @@ checkout: a wheel built from this checkout, installed (not editable) into a fres
 environment outside it, run by root or by an unprivileged user.
 
 A new environment does not download anything: it gets this environment's dependencies as
-hard links (copies where the file systems differ), without this package's own install, and
-the package itself from the wheel with pip (`--no-deps --no-index`). So it takes seconds,
+hard links (copies where the file systems differ), without this package's own install, their
+commands (nbgrader, jupyter, alembic, which nbgrader runs) written into its bin/ as pip
+writes them, and the package itself from the wheel with pip (`--no-deps --no-index`). So it takes seconds,
 and it holds exactly what the wheel installs plus the dependencies the checkout was tested
 with. Its Python may be another 3.x installation of the same minor version (an unprivileged
 user cannot run root's pyenv Python, under /root: they get /usr/bin/python3).
@@ -81,6 +82,22 @@ def site_packages(environment: Path) -> Path:
     return environment / "lib" / "python{}.{}".format(*sys.version_info[:2]) / "site-packages"
 
 
+def _write_commands(site: Path, bin_folder: Path) -> None:
+    """bin/ scripts for the console entry points of the distributions in `site`, as pip writes them."""
+    python = bin_folder / "python"
+    for distribution in importlib.metadata.distributions(path=[str(site)]):
+        for entry in distribution.entry_points.select(group="console_scripts"):
+            script = bin_folder / entry.name
+            if script.exists():
+                continue
+            module, _, attribute = entry.value.partition(":")
+            target = f"from {module} import {attribute.split('.')[0]}" if attribute else f"import {module}"
+            call = attribute.strip() or module
+            script.write_text(f"#!{python}\nimport sys\n{target}\nif __name__ == '__main__':\n"
+                              f"    sys.exit({call}())\n")
+            script.chmod(0o755)
+
+
 def make_environment(folder: Path, wheel: Path, python: str | None = None) -> Path:
     """A virtual environment in `folder` (made with `python`, else this environment's base
     Python) holding this environment's dependencies and the package installed from `wheel`.
@@ -93,6 +110,7 @@ def make_environment(folder: Path, wheel: Path, python: str | None = None) -> Pa
         raise NotAvailable(f"{python} is Python {version}; the dependencies here are built for {here}")
     subprocess.run([python, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
     _link_tree(Path(sysconfig.get_paths()["purelib"]), site_packages(folder), _own_top_level_names())
+    _write_commands(site_packages(folder), folder / "bin")
     installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(folder / "bin" / "python"), "install",
                                 "--quiet", "--no-deps", "--no-index", "--no-compile", str(wheel)],
                                capture_output=True, text=True)

@@ -183,10 +183,12 @@ def make_course(folder: Path) -> None:
 @pytest.mark.slow
 def test_doctor_as_an_unprivileged_user_finds_what_others_can_read_and_its_fix_closes_it(unprivileged):
     assert Path(unprivileged.user.pw_dir).stat().st_mode & 0o777 == 0o755  # a home as on many servers
-    course = unprivileged.folder_of_theirs("course")
-    make_course(course)
-    for path in [course, *course.rglob("*")]:
-        os.chown(path, unprivileged.user.pw_uid, unprivileged.user.pw_gid)
+    # Their own nbgrader course, released by them with the installed wheel, and an export.
+    work = unprivileged.folder_of_theirs("instructor")
+    released = unprivileged.run([str(unprivileged.bin / "vae-assignment"), "release", "--out", "release"], cwd=work)
+    assert released.returncode == 0, released.stdout + released.stderr
+    course = work / "release" / "course"
+    assert unprivileged.run(["sh", "-c", "echo student,score > grades.csv"], cwd=course).returncode == 0
     doctor = [str(unprivileged.bin / "vae-assignment"), "doctor"]
     first = unprivileged.run(doctor, cwd=course)  # the course: the current folder
     assert first.returncode == 1, first.stdout + first.stderr
