@@ -58,7 +58,8 @@ def measure_worker_starts(settings: Settings, isolation: sandbox.Isolation, coun
         paths.add(worker.start_path)
         worker.close()
     path = "template" if paths == {"template"} else "classic"
-    reason = "" if path == "template" else (template_client.classic_reason() or "some workers could not be forked")
+    reason = "" if path == "template" else (template_client.classic_reason(isolation, settings.worker_start)
+                                            or "some workers could not be forked")
     return WorkerStarts(path, seconds[0], statistics.median(seconds[1:]), count, reason)
 
 

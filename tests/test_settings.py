@@ -95,3 +95,14 @@ def test_an_unprivileged_template_needs_a_bwrap_that_lets_it_keep_capabilities()
     assert template_client.unavailable_reason(root, "auto") == ""  # root's template keeps none
     with pytest.raises(ValueError, match="only inside bubblewrap's user namespace"):
         sandbox.bwrap_arguments(root, "/tmp/w", capabilities=template_client.TEMPLATE_CAPABILITIES)
+
+
+def test_a_process_that_once_could_not_fork_workers_still_may_under_other_settings():
+    # Why workers start the classic way is kept per isolation and worker start: grading once
+    # unsandboxed (e.g. the doctor under VAE_ISOLATION=process) must not make this process start
+    # every later sandboxed worker the classic way.
+    unsandboxed = sandbox.Isolation("process", reason="VAE_ISOLATION=process")
+    assert template_client.shared_template({}, unsandboxed, "auto", 1.0) is None
+    assert template_client.classic_reason(unsandboxed, "auto") == "no bubblewrap sandbox"
+    root = sandbox.Isolation("bubblewrap", bwrap="/usr/bin/bwrap", drop_to_nobody=True, setpriv="/usr/bin/setpriv")
+    assert template_client.classic_reason(root, "auto") == ""

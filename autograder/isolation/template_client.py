@@ -226,7 +226,9 @@ class TemplateClient:
             self.process.stderr.close()
 
 
-_shared: dict[int, TemplateClient | str] = {}  # per process id: the template, or why there is none
+# Per process id, isolation and worker start: the template, or why there is none. (A process
+# that grades under other settings, or a child forked from it, gets a template of its own.)
+_shared: dict[tuple[int, sandbox.Isolation, str], TemplateClient | str] = {}
 _shared_lock = threading.Lock()
 
 
@@ -234,8 +236,9 @@ def shared_template(environment: dict[str, str], isolation: sandbox.Isolation, w
                     start_seconds: float) -> TemplateClient | None:
     """This process's template, started on first use; None where workers start the classic way
     (`worker_start`: Settings.worker_start)."""
+    key = (os.getpid(), isolation, worker_start)
     with _shared_lock:
-        current = _shared.get(os.getpid())
+        current = _shared.get(key)
         if isinstance(current, TemplateClient) and current.alive:
             return current
         if isinstance(current, str):
@@ -243,11 +246,11 @@ def shared_template(environment: dict[str, str], isolation: sandbox.Isolation, w
         reason = unavailable_reason(isolation, worker_start)
         if not reason:
             try:
-                _shared[os.getpid()] = TemplateClient(environment, isolation, start_seconds)
-                return _shared[os.getpid()]
+                _shared[key] = TemplateClient(environment, isolation, start_seconds)
+                return _shared[key]
             except (TemplateUnavailable, OSError) as error:
                 reason = str(error)
-        _shared[os.getpid()] = reason
+        _shared[key] = reason
         return None
 
 
@@ -264,8 +267,8 @@ def unavailable_reason(isolation: sandbox.Isolation, worker_start: str) -> str:
     return ""
 
 
-def classic_reason() -> str:
-    """Why this process starts workers the classic way; empty when it forks them (or has not
-    started one yet)."""
-    current = _shared.get(os.getpid())
+def classic_reason(isolation: sandbox.Isolation, worker_start: str) -> str:
+    """Why this process starts workers the classic way under `isolation` and `worker_start`;
+    empty when it forks them (or has not started one yet)."""
+    current = _shared.get((os.getpid(), isolation, worker_start))
     return current if isinstance(current, str) else ""
