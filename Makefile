@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# torch's CPU build: on Linux PyPI's torch wheels bring CUDA (gigabytes the grader never uses),
+# PyTorch's CPU index has 2.13.0+cpu, which pip prefers (a local wheel folder in PIP_FIND_LINKS
+# works too); on macOS PyPI's wheels are CPU builds already.
+TORCH := torch==2.13.0
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
 # One torch thread per process: parallel graders slow each other 4x otherwise.
 export OMP_NUM_THREADS := 1
 
@@ -11,7 +16,7 @@ export OMP_NUM_THREADS := 1
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet $(TORCH) --extra-index-url $(TORCH_INDEX)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 

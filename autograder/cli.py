@@ -1,4 +1,4 @@
-"""The `vae-assignment` command: release, grade, report, similarity, validate, demo, gradescope-bundle."""
+"""The `vae-assignment` command: release, grade, report, similarity, validate, demo, doctor, gradescope-bundle."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ from pathlib import Path
 from autograder.isolation.limits import Limits
 from autograder.outputs import WRITERS
 from autograder.pipeline import EXIT_GRADER_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, GradeRequest, grade
-from autograder.settings import Settings
+from autograder.settings import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="build the release, run the solution notebook, grade examples")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
 
+    doctor = commands.add_parser("doctor", help="check this machine and user first: isolation, worker start, "
+                                                "who can read the hidden tests, torch")
+    doctor.add_argument("--course", type=Path, metavar="DIR",
+                        help="also check this nbgrader course folder (default: the current folder, if it is one)")
+
     bundle = commands.add_parser("gradescope-bundle", help="write the Gradescope autograder zip (setup.sh, run_autograder)")
     bundle.add_argument("--out", type=Path, default=Path("autograder.zip"), help="the zip to write (default: ./autograder.zip)")
     return parser
@@ -93,12 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             from autograder.validate import run_validation
             return run_validation(Settings.from_environment(), jobs=args.jobs)
+        if args.command == "doctor":
+            from autograder.doctor import run_doctor
+            return run_doctor(Settings.from_environment(), args.course)
         if args.command == "gradescope-bundle":
             from autograder.gradescope_bundle import main_bundle
             return main_bundle(args.out)
         from autograder.demo import run_demo
         return run_demo(args.out, Settings.from_environment())
-    except UsageError as error:
+    except (UsageError, SettingsError) as error:
         print(f"vae-assignment {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

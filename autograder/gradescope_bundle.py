@@ -9,14 +9,17 @@ student release.
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import re
+import shlex
 import tomllib
 import zipfile
 from pathlib import Path
 
 from assignment.contract import TOTAL_POINTS
 from autograder.collect import UsageError
+from autograder.secrets import PACKAGE_SECRETS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_AUTOGRADER = Path(__file__).resolve().with_name("gradescope_run.py")
@@ -54,14 +57,14 @@ python3.11 -m venv "$VENV"
 ln -sf "$VENV/bin/vae-assignment" /usr/local/bin/vae-assignment
 
 # Gradescope's advice: what student code must not read (the hidden tests, the reference and
-# the catalogue's correct variants) is closed to other users. The sandbox hides it anyway;
-# this also holds for a worker run as an unprivileged user without one.
+# the catalogue of mistakes) is closed to other users. The sandbox hides it anyway; this
+# also holds for a worker run as an unprivileged user without one.
 SITE="$("$VENV/bin/python" -c 'import pathlib, autograder; print(pathlib.Path(autograder.__file__).resolve().parent.parent)')"
-chmod -R o= "$SOURCE" "$SITE/autograder/hidden_tests" "$SITE/solutions" "$SITE/autograder/catalogue.py"
+chmod -R o= "$SOURCE" @SECRETS@
 
-# For the build log: the command runs, and how student code will be isolated here.
-vae-assignment --help > /dev/null
-"$VENV/bin/python" -c 'from autograder.isolation import sandbox; from autograder.settings import Settings; print("isolation:", sandbox.describe(sandbox.detect(Settings.from_environment())))'
+# For the build log: what grading gets here (isolation, worker start, who can read the
+# hidden tests, torch); its problems are shown, but do not stop the build.
+vae-assignment doctor || echo "vae-assignment doctor found the problems above (see the README, Gradescope)"
 
 # Grade the reference once: the log shows the grader at work, and what it computes about the
 # reference (its model's held-out ELBO, hypothesis's examples) stays in the image's cache, so
@@ -74,8 +77,9 @@ rm -f /tmp/setup-grades.sqlite
 
 def setup_script() -> str:
     """setup.sh, pinned to this environment's torch version (its CPU build)."""
+    secrets = " ".join(f'"$SITE/{shlex.quote(relative)}"' for relative in PACKAGE_SECRETS)
     return (_SETUP_SH.replace("@TORCH@", importlib.metadata.version("torch").split("+")[0])
-            .replace("@VENV@", _VENV).replace("@PROJECT@", BUNDLE_PROJECT))
+            .replace("@VENV@", _VENV).replace("@PROJECT@", BUNDLE_PROJECT).replace("@SECRETS@", secrets))
 
 
 def constraints() -> str:
@@ -90,17 +94,24 @@ def constraints() -> str:
     return "\n".join(sorted(lines)) + "\n"
 
 
+def top_level_packages(root: Path) -> list[str]:
+    """The folders of `root` that pip installs as packages: those with an __init__.py that
+    pyproject.toml's package finder does not exclude (tests, benchmarks)."""
+    finder = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    return sorted(folder.name for folder in root.iterdir() if (folder / "__init__.py").is_file()
+                  and not any(fnmatch.fnmatchcase(folder.name, pattern) for pattern in finder.get("exclude", [])))
+
+
 def project_files(root: Path = PROJECT_ROOT) -> list[Path]:
     """What pip needs to install the package from source: pyproject.toml, README.md (its
-    readme) and the folders of the packages pyproject.toml names, hidden tests and reference
-    included. Not the tests, the release, .git or .venv."""
+    readme) and the folders of its packages, hidden tests and reference included. Not the
+    tests, the benchmarks, the release, .git or .venv."""
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
         raise UsageError(f"the bundle is built from the project's source tree, and {root} has no "
                          "pyproject.toml (run it from a checkout: pip install -e .)")
-    packages = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]
     files = [pyproject, root / "README.md"]
-    for top in sorted({name.split(".")[0] for name in packages}):
+    for top in top_level_packages(root):
         files += [path for path in (root / top).rglob("*") if path.is_file()
                   and not _SKIPPED & set(path.relative_to(root).parts) and path.suffix != ".pyc"]
     return sorted(files)

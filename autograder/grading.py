@@ -39,7 +39,7 @@ def grade(submission: Submission, settings: Settings, timing: dict | None = None
         return unreadable(submission, str(error), isolation)
     except OSError as error:
         return unreadable(submission, f"the file cannot be read: {error.strerror}", isolation)
-    student = Student(cells, limits, isolation)
+    student = Student(cells, limits, isolation, settings.worker_start)
     try:
         run = run_hidden_tests(student)
         problems = record.problems_from(run.results)

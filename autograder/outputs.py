@@ -83,7 +83,10 @@ def timing_summary(timings: list[dict]) -> str:
     mean = {key: sum(t.get(key, 0.0) for t in timings) / len(timings) for key in ("total", "worker_start", "model_training")}
     tests = mean["total"] - mean["worker_start"] - mean["model_training"]
     start_ms = 1000 * statistics.median(t.get("worker_start", 0.0) for t in timings)
-    return (f"{mean['total']:.1f} s: worker start {start_ms:.0f} ms (median), "
+    forked, classic = (sum(t.get(f"{path}_starts", 0) for t in timings) for path in ("template", "classic"))
+    how = {(True, False): ", forked from a template", (False, True): ", a fresh Python each"}.get(
+        (forked > 0, classic > 0), f"; {forked} forked from a template, {classic} fresh" if forked else "")
+    return (f"{mean['total']:.1f} s: worker start {start_ms:.0f} ms (median{how}), "
             f"model training {mean['model_training']:.1f} s, tests {tests:.1f} s")
 
 

@@ -105,7 +105,7 @@ class ReferenceStudent(Student):
 
     def __init__(self):
         # No worker is ever started (the reference answers in this process): no limit or sandbox applies.
-        super().__init__([], Limits(), sandbox.Isolation("process", "the reference answers in this process"))
+        super().__init__([], Limits(), sandbox.Isolation("process", "the reference answers in this process"), "classic")
         self.worker = InProcessWorker(read_cells(REFERENCE))
 
     def _worker(self) -> InProcessWorker:

@@ -82,10 +82,12 @@ class OutputTrap:
 
 class Worker:
     """One worker process with the submission's cells loaded: forked from this process's
-    template where possible (isolation.template_client), else a fresh sandboxed Python."""
+    template where possible (isolation.template_client), else a fresh sandboxed Python.
+    `worker_start`: Settings.worker_start ("classic": never forked)."""
 
-    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation):
-        self.cells, self.limits = cells, limits
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation,
+                 worker_start: str = "auto"):
+        self.cells, self.limits, self.worker_start = cells, limits, worker_start
         self.workdir: str | None = None
         if limits.require_sandbox:
             sandbox.require(isolation)
@@ -111,12 +113,15 @@ class Worker:
 
     def _fork(self, request_read: int, reply_write: int, output_write: int, isolation: sandbox.Isolation):
         template = template_client.shared_template(worker_environment(untrusted_template.WORKDIR), isolation,
-                                                   self.limits.start_seconds)
+                                                   self.worker_start, self.limits.start_seconds)
         if template is not None:
             try:
-                return template.fork(request_read, reply_write, output_write, worker_rlimits(self.limits, isolation))
+                process = template.fork(request_read, reply_write, output_write, worker_rlimits(self.limits, isolation))
+                self.start_path = "template"
+                return process
             except template_client.TemplateUnavailable:
                 pass  # this once the classic way; the next worker gets a new template
+        self.start_path = "classic"
         self.workdir = tempfile.mkdtemp(prefix="vae-worker-")
         command = [
             sys.executable, "-I", "-S", str(sandbox.UNTRUSTED_DIR / "worker.py"),
@@ -194,11 +199,13 @@ class Student:
     message (so hypothesis's shrinking costs nothing); `begin_test` starts a fresh worker.
     """
 
-    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation):
-        """`limits` and `isolation`: what the grading process resolved once from its settings
-        (`Settings.limits`, `sandbox.detect(settings)`); nothing here has a default of its own."""
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation,
+                 worker_start: str):
+        """`limits`, `isolation` and `worker_start`: what the grading process resolved once from its
+        settings (`Settings.limits`, `sandbox.detect(settings)`, `Settings.worker_start`); nothing
+        here has a default of its own."""
         self.cells, self.limits = cells, limits
-        self.isolation = isolation
+        self.isolation, self.worker_start = isolation, worker_start
         self.deadline = time.monotonic() + limits.submission_seconds
         self.worker: Worker | None = None
         self.failure: WorkerFailure | None = None
@@ -209,7 +216,8 @@ class Student:
         self.generation = 0  # counts workers started, so cached model handles can be dropped
         self.start_failure: WorkerFailure | None = None  # a load that timed out, once for all tests
         self.hung = ""  # the function whose call first ran past the time limit
-        self.timing = {"worker_start": 0.0, "model_training": 0.0}  # seconds, for benchmarks only
+        # seconds, for benchmarks only; and how many workers were forked from a template or started classic
+        self.timing = {"worker_start": 0.0, "model_training": 0.0, "template_starts": 0, "classic_starts": 0}
 
     def begin_test(self) -> None:
         self.failure = None
@@ -225,7 +233,7 @@ class Student:
             self.generation += 1
             started = time.perf_counter()
             try:
-                self.worker = Worker(self.cells, self.limits, self.isolation)
+                self.worker = Worker(self.cells, self.limits, self.isolation, self.worker_start)
             except TimeLimitExceeded as failure:  # loading hangs: it would hang for every test
                 self.timing["worker_start"] += time.perf_counter() - started
                 self.start_failure = TimeLimitExceeded(f"loading your submission: {failure}")
@@ -234,6 +242,7 @@ class Student:
                 self.timing["worker_start"] += time.perf_counter() - started
                 raise
             self.timing["worker_start"] += self.worker.start_seconds  # loading the cells counts as tests
+            self.timing[f"{self.worker.start_path}_starts"] += 1
             self.load_errors = self.worker.cell_errors
         return self.worker
 
@@ -326,9 +335,10 @@ class Student:
         z = (mu + torch.exp(0.5 * logvar) * eval_eps).to(mu.dtype)
         if self.deadline - time.monotonic() <= 0:
             raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
-        worker = Worker(self.cells, self.limits, self.isolation)
+        worker = Worker(self.cells, self.limits, self.isolation, self.worker_start)
         try:
             self.timing["worker_start"] += worker.start_seconds
+            self.timing[f"{worker.start_path}_starts"] += 1
             timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
             request = {"kwargs": kwargs, "weights": trained.get("weights"), "z": z}
             return worker.request("model_decode", timeout, 1, request)["out"]

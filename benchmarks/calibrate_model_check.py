@@ -61,7 +61,7 @@ def train(model: Model, seed: int, settings: Settings, isolation: sandbox.Isolat
     """Checkpoint estimates and the grader's score after the whole budget, for one seed."""
     x = model_check.heldout_data()
     eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
-    student = Student([("vae.py", model.source)], settings.limits, isolation)
+    student = Student([("vae.py", model.source)], settings.limits, isolation, settings.worker_start)
     try:
         handle = student.request("model_new", rng_seed=1 + seed, kwargs=model.kwargs)["handle"]
         training = {**model_check.training_arguments(), "seed": seed, "stop_at": None}

@@ -2,7 +2,9 @@
 
 Gradescope unzips the bundle into /autograder/source and copies run_autograder to
 /autograder/run_autograder; here the root is a temporary folder (AUTOGRADER_ROOT) and the
-`vae-assignment` command comes from this virtual environment (its bin first on PATH).
+`vae-assignment` command comes from a fresh environment into which the bundled source was
+installed as setup.sh installs it (not editable; offline: the dependencies are this
+environment's, linked in by benchmarks/installed.py), its bin first on PATH.
 Every results.json is validated against gradescope_results.schema.json, written from
 Gradescope's published specification.
 """
@@ -34,6 +36,7 @@ from autograder.pipeline import EXIT_OK, EXIT_USAGE
 from autograder.settings import Settings
 from autograder.worker_client import Student
 from autograder.catalogue import MISTAKES, build_source
+from benchmarks import installed
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent
@@ -54,6 +57,24 @@ def bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def bundled_wheel(source, tmp_path_factory) -> Path:
+    """What setup.sh installs: a wheel built from the bundle alone (offline, no dependencies)."""
+    out = tmp_path_factory.mktemp("bundled-wheel")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(out), str(source / "vae-assignment")],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    [wheel] = out.glob("*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def bundle_bin(bundled_wheel, tmp_path_factory) -> Path:
+    """bin/ of a fresh environment with the bundled project installed (setup.sh's venv)."""
+    return installed.make_environment(tmp_path_factory.mktemp("bundle-venv") / "venv", bundled_wheel)
+
+
+@pytest.fixture(scope="module")
 def source(bundle, tmp_path_factory) -> Path:
     """The bundle unzipped, as in /autograder/source (zipfile drops the modes: put them back)."""
     folder = tmp_path_factory.mktemp("source")
@@ -65,7 +86,8 @@ def source(bundle, tmp_path_factory) -> Path:
 
 
 def run_autograder(source: Path, root: Path, files: dict[str, str], path: str | None = None) -> tuple[dict, str]:
-    """Lay out AUTOGRADER_ROOT=root as Gradescope does, run run_autograder there; (results.json, stdout)."""
+    """Lay out AUTOGRADER_ROOT=root as Gradescope does, run run_autograder there with `path`
+    as PATH (by default, this environment's bin first); (results.json, stdout)."""
     (root / "submission").mkdir(parents=True)
     for name, text in files.items():
         (root / "submission" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -119,16 +141,12 @@ def test_setup_sh_is_valid_bash_and_pins_this_torch(source):
                                                               "autograder/catalogue.py"))
 
 
-def test_the_bundled_source_builds_the_package_with_its_hidden_tests(source, tmp_path):
-    """What setup.sh installs: a wheel built from the bundle alone (offline, no dependencies)."""
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-w", str(tmp_path), str(source / "vae-assignment")],
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
-    [wheel] = tmp_path.glob("*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+def test_the_bundled_source_builds_the_package_with_its_hidden_tests(bundled_wheel, wheel):
+    """The wheel setup.sh builds from the bundle holds what the checkout's wheel holds."""
+    names = set(zipfile.ZipFile(bundled_wheel).namelist())
     assert {"autograder/hidden_tests/test_gaussian_kl.py", "solutions/vae.py", "autograder/untrusted/worker.py",
-            "assignment/public/digits.npz", "assignment/public/vae_checks.py"} <= names
+            "autograder/isolation/sandbox.py", "assignment/public/digits.npz"} <= names
+    assert names == set(zipfile.ZipFile(wheel).namelist())
 
 
 def test_a_folder_is_not_a_bundle_name_and_an_installed_copy_is_no_source(tmp_path, capsys):
@@ -138,9 +156,9 @@ def test_a_folder_is_not_a_bundle_name_and_an_installed_copy_is_no_source(tmp_pa
         write_bundle(tmp_path / "autograder.zip", root=tmp_path)
 
 
-def test_the_visible_checks_replies_are_untrusted(monkeypatch, isolation):
+def test_the_visible_checks_replies_are_untrusted(monkeypatch, isolation, worker_start):
     """A worker that answers anything but (bool, text) fails every check, saying so."""
-    student = Student([("vae.py", "")], Limits(), isolation)
+    student = Student([("vae.py", "")], Limits(), isolation, worker_start)
     monkeypatch.setattr(student, "request", lambda *args, **kwargs: {"passed": "yes", "message": "all good"})
     checks = student.visible_checks()
     assert [c["name"] for c in checks] == VISIBLE_CHECKS
@@ -195,9 +213,9 @@ def test_an_unreadable_submission_is_shown_at_once_and_scores_zero(tmp_path):
 
 # ------------------------------------------------------------------ run_autograder, grading
 @pytest.fixture(scope="module")
-def graded(source, tmp_path_factory) -> dict[str, dict]:
+def graded(source, bundle_bin, tmp_path_factory) -> dict[str, dict]:
     """results.json of the reference, a catalogued mistake and a hostile submission, graded at
-    the same time (each run_autograder in its own root)."""
+    the same time (each run_autograder in its own root) by the grader setup.sh installs."""
     mistake = next(v for v in MISTAKES if v.name == "kl_missing_half")
     submissions = {
         "reference": {"vae.py": (PROJECT / "solutions" / "vae.py").read_text()},
@@ -206,7 +224,9 @@ def graded(source, tmp_path_factory) -> dict[str, dict]:
     }
     base = tmp_path_factory.mktemp("graded")
     with ThreadPoolExecutor(len(submissions)) as pool:
-        futures = {name: pool.submit(run_autograder, source, base / name, files) for name, files in submissions.items()}
+        path = f"{bundle_bin}{os.pathsep}{os.environ['PATH']}"
+        futures = {name: pool.submit(run_autograder, source, base / name, files, path)
+                   for name, files in submissions.items()}
         return {name: future.result()[0] for name, future in futures.items()}
 
 

@@ -18,8 +18,8 @@ SHORT = {"steps": 60, "batch_size": 64, "lr": 1e-2, "seed": 3, "check_every": 20
 
 
 @pytest.fixture
-def student(isolation):
-    student = Student([("vae.py", REFERENCE)], Limits(submission_seconds=120), isolation)
+def student(isolation, worker_start):
+    student = Student([("vae.py", REFERENCE)], Limits(submission_seconds=120), isolation, worker_start)
     yield student
     student.close()
 
@@ -62,8 +62,8 @@ class VAE(VAE):
 '''
 
 
-def test_a_training_that_failed_fails_later_tests_the_same_way_without_training_again(isolation):
-    student = Student([("vae.py", FLAT_ONLY_DECODER)], Limits(submission_seconds=120), isolation)
+def test_a_training_that_failed_fails_later_tests_the_same_way_without_training_again(isolation, worker_start):
+    student = Student([("vae.py", FLAT_ONLY_DECODER)], Limits(submission_seconds=120), isolation, worker_start)
     try:
         x = model_check.heldout_data()
         eps = model_check.evaluation_noise(len(x), 2)
@@ -80,10 +80,10 @@ def test_a_training_that_failed_fails_later_tests_the_same_way_without_training_
 
 
 @functools.lru_cache(maxsize=None)
-def trained_elbos(source: str, isolation: sandbox.Isolation) -> tuple[float, float]:
+def trained_elbos(source: str, isolation: sandbox.Isolation, worker_start: str) -> tuple[float, float]:
     """The held-out ELBO as graded (decoded in a fresh worker), and as it would be were the
     logits decoded by the model that encoded the held-out images."""
-    student = Student([("vae.py", source)], Limits(submission_seconds=120), isolation)
+    student = Student([("vae.py", source)], Limits(submission_seconds=120), isolation, worker_start)
     try:
         x = model_check.heldout_data()
         eps = model_check.evaluation_noise(len(x), 2)
@@ -95,15 +95,15 @@ def trained_elbos(source: str, isolation: sandbox.Isolation) -> tuple[float, flo
         student.close()
 
 
-def test_a_model_that_remembers_the_heldout_images_is_scored_as_its_honest_twin(isolation):
-    graded, from_memory = trained_elbos(REMEMBERS_WHAT_IT_ENCODES, isolation)
-    assert graded == trained_elbos(REFERENCE, isolation)[0]
+def test_a_model_that_remembers_the_heldout_images_is_scored_as_its_honest_twin(isolation, worker_start):
+    graded, from_memory = trained_elbos(REMEMBERS_WHAT_IT_ENCODES, isolation, worker_start)
+    assert graded == trained_elbos(REFERENCE, isolation, worker_start)[0]
     assert model_check.implausibly_good(from_memory, model_check.reference_heldout_elbo())  # what it would get
 
 
-def test_a_model_that_reads_the_heldout_split_is_scored_as_its_honest_twin_or_flagged(isolation):
-    graded, _ = trained_elbos(READS_THE_HELDOUT_SPLIT, isolation)
+def test_a_model_that_reads_the_heldout_split_is_scored_as_its_honest_twin_or_flagged(isolation, worker_start):
+    graded, _ = trained_elbos(READS_THE_HELDOUT_SPLIT, isolation, worker_start)
     if isolation.sandboxed:  # the sandbox's data file has no held-out split
-        assert graded == trained_elbos(REFERENCE, isolation)[0]
+        assert graded == trained_elbos(REFERENCE, isolation, worker_start)[0]
     else:  # without it the file can be read: the score is flagged for review instead
         assert model_check.implausibly_good(graded, model_check.reference_heldout_elbo())

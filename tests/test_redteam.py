@@ -50,7 +50,8 @@ CANARY_IN_SOURCES, ORPHAN_IN_SOURCES = "/tmp/vae-redteam-canary", "vae-redteam-o
 RUN = uuid.uuid4().hex[:12]
 CANARY = Path(f"{CANARY_IN_SOURCES}-{RUN}")
 ORPHAN = f"{ORPHAN_IN_SOURCES}-{RUN}".encode()
-ISOLATION = sandbox.detect(Settings.from_environment())
+SETTINGS = Settings.from_environment()
+ISOLATION = sandbox.detect(SETTINGS)
 STRAY_FILES = [PROJECT / "redteam-pwned", sandbox.UNTRUSTED_DIR / "redteam-pwned",
                *(Path(s) / "redteam-pwned.pth" for s in site.getsitepackages())]
 
@@ -294,7 +295,7 @@ def probe():
     scratch = open(os.path.join(os.getcwd(), "scratch"), "w")
     scratch.write("fine")
     scratch.close()
-    return [os.getuid(), os.getgid(), os.getpid(), network, visible(root + "/solutions"),
+    return [os.getuid(), os.getgid(), os.getpid(), network, visible(root + "/solutions/vae.py"),
             visible(root + "/autograder/hidden_tests"), visible(root + "/pyproject.toml"),
             visible(root + "/autograder/untrusted/worker.py"), visible(root + "/assignment/public/digits.npz"),
             sum(1 for fd in range(256) if _is_open(fd))]
@@ -308,8 +309,8 @@ def _is_open(fd):
 
 
 @needs_sandbox
-def test_the_sandboxed_worker_sees_only_what_it_needs(isolation):
-    student = Student([("probe.py", PROBE)], Limits(call_seconds=10), isolation)
+def test_the_sandboxed_worker_sees_only_what_it_needs(isolation, worker_start):
+    student = Student([("probe.py", PROBE)], Limits(call_seconds=10), isolation, worker_start)
     try:
         uid, gid, pid, network, *visible, fds = student.call("probe")["out"]
     finally:
@@ -335,7 +336,7 @@ def test_the_worker_command_is_wrapped_only_with_bubblewrap(tmp_path):
     assert sandbox.wrap(["python", "w.py"], workdir=str(tmp_path), isolation=process) == ["python", "w.py"]
     with pytest.raises(sandbox.SandboxUnavailable):
         sandbox.wrap(["python"], workdir=str(tmp_path), isolation=process, required=True)
-    bwrap = sandbox.Isolation("bubblewrap", bwrap="/usr/bin/bwrap")
+    bwrap = sandbox.Isolation("bubblewrap", bwrap="/usr/bin/bwrap", training_digits=tmp_path / "digits-train.npz")
     command = sandbox.wrap(["python", "w.py"], workdir=str(tmp_path), isolation=bwrap)
     assert command[0] == "/usr/bin/bwrap" and command[-2:] == ["python", "w.py"]
     assert "--unshare-all" in command and "--die-with-parent" in command
@@ -360,21 +361,22 @@ def leave():
     return written
 def find():
     found = sum(os.path.exists(os.path.join(folder, "redteam-trace")) for folder in FOLDERS)
-    return [found, int("REDTEAM_TRACE" in __builtins__), len(os.listdir("/proc"))]
+    return [found, int("REDTEAM_TRACE" in __builtins__), sum(name.isdigit() for name in os.listdir("/proc"))]
 """
 
 
-@pytest.mark.skipif(bool(template_client.unavailable_reason(ISOLATION)),
-                    reason=f"workers are not forked from a template here: {template_client.unavailable_reason(ISOLATION)}")
-def test_a_submission_finds_no_trace_of_the_one_graded_before_it(isolation):
+@pytest.mark.skipif(bool(template_client.unavailable_reason(ISOLATION, SETTINGS.worker_start)),
+                    reason="workers are not forked from a template here: "
+                           f"{template_client.unavailable_reason(ISOLATION, SETTINGS.worker_start)}")
+def test_a_submission_finds_no_trace_of_the_one_graded_before_it(isolation, worker_start):
     """Workers forked from one template one after the other: files written to /tmp, /dev/shm,
     the working folder and home, and changes to the interpreter, die with the worker."""
-    first = Student([("leave.py", LEAVE_TRACES)], Limits(call_seconds=10), isolation)
+    first = Student([("leave.py", LEAVE_TRACES)], Limits(call_seconds=10), isolation, worker_start)
     try:
         assert first.call("leave")["out"] == 4  # it could write its own folders
     finally:
         first.close()
-    second = Student([("find.py", LEAVE_TRACES)], Limits(call_seconds=10), isolation)
+    second = Student([("find.py", LEAVE_TRACES)], Limits(call_seconds=10), isolation, worker_start)
     try:
         found_files, found_in_memory, processes_seen = second.call("find")["out"]
     finally:

@@ -50,8 +50,8 @@ def test_every_hypothesis_test_is_replayed_with_all_its_examples():
     assert all(len(examples) >= 10 for examples in recorded.values())
 
 
-def records(cells: list, use_replay: bool, isolation) -> list[dict]:
-    student = Student(cells, Limits(), isolation)
+def records(cells: list, use_replay: bool, isolation, worker_start: str) -> list[dict]:
+    student = Student(cells, Limits(), isolation, worker_start)
     try:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in run_hidden_tests(student, NOT_THE_MODEL, use_replay=use_replay).results]
     finally:
@@ -60,11 +60,11 @@ def records(cells: list, use_replay: bool, isolation) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["reference", *SUBMISSIONS])
-def test_replay_gives_the_records_of_hypothesis(tmp_path, name, isolation):
+def test_replay_gives_the_records_of_hypothesis(tmp_path, name, isolation, worker_start):
     path = tmp_path / f"{name}.py"
     path.write_text(REFERENCE_PATH.read_text() if name == "reference" else build_source(VARIANTS[name]))
     cells = read_cells(path)
-    replayed, generated = records(cells, True, isolation), records(cells, False, isolation)
+    replayed, generated = records(cells, True, isolation, worker_start), records(cells, False, isolation, worker_start)
     assert replayed == generated
     assert len(generated) == sum(f"test_{t['problem']}" not in MODEL_FILES for t in hidden_tests())  # all but the model's
     assert not any("unknown problem" in r["message"] for r in generated)  # the grader's own error
@@ -124,7 +124,8 @@ def test_exact_json_rejects_what_it_did_not_write(document):
 
 
 @pytest.mark.slow
-def test_examples_read_from_the_cache_replay_to_the_records_of_hypothesis(tmp_path, monkeypatch, isolation):
+def test_examples_read_from_the_cache_replay_to_the_records_of_hypothesis(tmp_path, monkeypatch, isolation,
+                                                                         worker_start):
     monkeypatch.setattr(reference_cache, "cache_folder", lambda: tmp_path / "cache")
     recorded_examples.cache_clear()
     try:
@@ -134,6 +135,6 @@ def test_examples_read_from_the_cache_replay_to_the_records_of_hypothesis(tmp_pa
         path = tmp_path / "kl_per_dimension.py"
         path.write_text(build_source(VARIANTS["kl_per_dimension"]))
         cells = read_cells(path)
-        assert records(cells, True, isolation) == records(cells, False, isolation)
+        assert records(cells, True, isolation, worker_start) == records(cells, False, isolation, worker_start)
     finally:
         recorded_examples.cache_clear()

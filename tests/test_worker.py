@@ -19,11 +19,11 @@ FAST = Limits(call_seconds=5, start_seconds=60, submission_seconds=120)
 
 
 @pytest.fixture
-def student_of(isolation):
+def student_of(isolation, worker_start):
     started = []
 
     def start(source: str, limits: Limits = FAST) -> Student:
-        student = Student([("submission.py", source)], limits, isolation)
+        student = Student([("submission.py", source)], limits, isolation, worker_start)
         started.append(student)
         return student
 

@@ -31,21 +31,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
 
-from autograder import reference_cache
 from autograder.isolation.limits import PROCESS_MARGIN, TMPFS_BYTES
 from autograder.settings import Settings
+from autograder.version import PROJECT_PACKAGES
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-UNTRUSTED_DIR = PROJECT_ROOT / "autograder" / "untrusted"
-PUBLIC_DIR = PROJECT_ROOT / "assignment" / "public"
+PACKAGES_PARENT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages where installed
+UNTRUSTED_DIR = PACKAGES_PARENT / "autograder" / "untrusted"
+PUBLIC_DIR = PACKAGES_PARENT / "assignment" / "public"
 DIGITS = PUBLIC_DIR / "digits.npz"
 SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
+TMP = Path("/tmp")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -60,7 +60,7 @@ class Isolation:
     drop_to_nobody: bool = False  # root: no user namespace, setpriv to the real uid 65534
     setpriv: str | None = None
     options: frozenset = frozenset()  # optional bwrap flags this version knows (--size, --disable-userns, ...)
-    worker_start: str = "auto"  # "classic": never fork workers from a template (Settings.worker_start)
+    training_digits: Path | None = None  # bound over digits.npz: the training split only (training_digits_path)
 
     @property
     def sandboxed(self) -> bool:
@@ -72,9 +72,10 @@ def _ancestors(path: Path) -> list[Path]:
 
 
 def _secret_paths() -> list[Path]:
-    """What must never be visible: the project and wherever its packages are installed."""
-    secrets = {PROJECT_ROOT}
-    for name in ("solutions", "autograder", "assignment"):
+    """What must never be visible: wherever the project's packages are installed, and the
+    checkout they come from (not the site-packages folder that holds an installed copy)."""
+    secrets = {PACKAGES_PARENT} if (PACKAGES_PARENT / "pyproject.toml").is_file() else set()
+    for name in PROJECT_PACKAGES:
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
@@ -96,24 +97,41 @@ def read_only_paths() -> list[Path]:
     return [p for p in outer if p != Path("/usr") and Path("/usr") not in p.parents]  # /usr is bound whole
 
 
-def training_digits() -> Path:
-    """A copy of the public digits.npz without the held-out split, made once per data file in
-    the grader's cache folder (looked up at every sandbox start: the folder may change) and
-    bound over it in the sandbox: a submission that reads the data file to look up the
-    held-out images finds none."""
-    data = DIGITS.read_bytes()
-    folder = reference_cache.cache_folder()
-    path = folder / f"digits-train-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+def training_digits_path(folder: Path) -> Path:
+    """Where the copy of the public digits.npz without its held-out split lives: in `folder`
+    (the grader's cache folder, `Settings.cache_folder`), named after the data file's hash.
+    It is bound over digits.npz in the sandbox: a submission that reads the data file to look
+    up the held-out images finds none."""
+    return folder / f"digits-train-{hashlib.sha256(DIGITS.read_bytes()).hexdigest()[:16]}.npz"
+
+
+def ensure_training_digits(path: Path) -> Path:
+    """Write the training-only copy at `path` unless it is there (checked at every sandbox
+    start: a cache folder may be cleaned while grading)."""
     if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with numpy.load(DIGITS) as digits:
             train = {name: digits[name] for name in digits.files if name.startswith("train_")}
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".digits-train-", suffix=".npz")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".digits-train-", suffix=".npz")
         with os.fdopen(handle, "wb") as stream:
             numpy.savez(stream, **train)
         os.chmod(temporary, 0o644)  # the sandbox's uid reads it
         os.replace(temporary, path)
     return path
+
+
+def bound_paths(shared: tuple[Path, ...] = ()) -> list[Path]:
+    """The host folders bound read-only at their own paths (besides the system's): the Python
+    installation, the worker's code and data, and `shared`."""
+    return [*read_only_paths(), UNTRUSTED_DIR, PUBLIC_DIR, *shared]
+
+
+def bound_under_tmp(shared: tuple[Path, ...] = ()) -> list[Path]:
+    """The outermost bound folders that lie under /tmp (a checkout, a venv or a Python
+    installed there): a forked worker, which mounts a private /tmp of its own, binds them
+    again on it, so it finds them where a classic worker does."""
+    under = [path for path in bound_paths(shared) if TMP in path.parents]
+    return sorted({p for p in under if not any(q in p.parents for q in under)})
 
 
 def _system_arguments() -> list[str]:
@@ -130,10 +148,16 @@ def _system_arguments() -> list[str]:
     return arguments
 
 
-def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...] = ()) -> list[str]:
+def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...] = (),
+                    capabilities: tuple[str, ...] = ()) -> list[str]:
     """bubblewrap's part of the command line, up to and including `--`. `shared`: host folders
-    also bound read-only at their own paths (a notebook's own folder, for its kernel)."""
+    also bound read-only at their own paths (a notebook's own folder, for its kernel).
+    `capabilities`: kept by the sandboxed process inside bubblewrap's user namespace (only
+    there: never for a root grader, where they would be real); the worker template's, which
+    it needs to give each worker namespaces of its own (see template_client.py)."""
     if isolation.drop_to_nobody:  # real root: no user namespace, the uid is dropped by setpriv
+        if capabilities:
+            raise ValueError("capabilities are kept only inside bubblewrap's user namespace")
         arguments = [isolation.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                      "--unshare-cgroup-try"]
     else:
@@ -141,6 +165,8 @@ def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...]
                      "--gid", str(SANDBOX_GID)]
         if "--disable-userns" in isolation.options:  # no nested user namespaces (bwrap >= 0.8)
             arguments.append("--disable-userns")
+        for capability in capabilities:
+            arguments += ["--cap-add", capability]
     arguments += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
 
     def perms(mode: str) -> list[str]:
@@ -152,7 +178,7 @@ def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...]
     # The private /tmp first, so that what is bound below it (a checkout or venv under /tmp) stays.
     arguments += [*perms("01777"), *size(TMPFS_BYTES), "--tmpfs", "/tmp"]
     read_only = read_only_paths()
-    binds = [*read_only, UNTRUSTED_DIR, PUBLIC_DIR, *shared]
+    binds = bound_paths(shared)
     directories = {a for p in [*binds, Path(workdir)] for a in _ancestors(p)} | {Path("/etc")}
     for directory in sorted(directories - set(binds) - {Path("/tmp")}):  # else bwrap makes them 0700
         if not os.path.islink(directory):
@@ -167,7 +193,9 @@ def bwrap_arguments(isolation: Isolation, workdir: str, shared: tuple[Path, ...]
                 covered.append(secret)
     for path in (UNTRUSTED_DIR, PUBLIC_DIR, *shared):
         arguments += ["--ro-bind", str(path), str(path)]
-    arguments += ["--ro-bind", str(training_digits()), str(DIGITS)]
+    if isolation.training_digits is None:
+        raise ValueError("a bubblewrap Isolation names its training-only digits file (detect() sets it)")
+    arguments += ["--ro-bind", str(ensure_training_digits(isolation.training_digits)), str(DIGITS)]
     for secret in covered:
         arguments += ["--remount-ro", str(secret)]
     arguments += ["--proc", "/proc", "--dev", "/dev",
@@ -186,14 +214,14 @@ def require(isolation: Isolation) -> None:
 
 
 def wrap(command: list[str], *, workdir: str, isolation: Isolation, required: bool = False,
-         shared: tuple[Path, ...] = ()) -> list[str]:
+         shared: tuple[Path, ...] = (), capabilities: tuple[str, ...] = ()) -> list[str]:
     """The command that runs `command` with `isolation` (unchanged without bwrap).
     Inherited file descriptors (the worker's pipes) stay open through bwrap."""
     if not isolation.sandboxed:
         if required:
             require(isolation)
         return list(command)
-    return [*bwrap_arguments(isolation, workdir, shared), *command]
+    return [*bwrap_arguments(isolation, workdir, shared, capabilities), *command]
 
 
 def process_limit(isolation: Isolation) -> int | None:
@@ -219,7 +247,7 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-def _candidates() -> tuple[list[Isolation], str]:
+def _candidates(training_digits: Path) -> tuple[list[Isolation], str]:
     """The sandboxes worth probing, best first, or the reason there are none."""
     if not sys.platform.startswith("linux"):
         return [], "bubblewrap needs Linux"
@@ -230,13 +258,15 @@ def _candidates() -> tuple[list[Isolation], str]:
         usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired) as error:
         return [], f"bwrap --help failed: {error}"
-    options = frozenset(o for o in ("--disable-userns", "--size", "--perms") if o in usage)
+    options = frozenset(o for o in ("--disable-userns", "--size", "--perms", "--cap-add") if o in usage)
     candidates = []
     if os.getuid() == 0:
         setpriv = shutil.which("setpriv", path="/usr/bin:/usr/sbin")
         if setpriv is not None:  # the real uid 65534, so that RLIMIT_NPROC applies
-            candidates.append(Isolation("bubblewrap", bwrap=bwrap, drop_to_nobody=True, setpriv=setpriv, options=options))
-    candidates.append(Isolation("bubblewrap", bwrap=bwrap, options=options))  # a user namespace
+            candidates.append(Isolation("bubblewrap", bwrap=bwrap, drop_to_nobody=True, setpriv=setpriv,
+                                        options=options, training_digits=training_digits))
+    candidates.append(Isolation("bubblewrap", bwrap=bwrap, options=options,
+                                training_digits=training_digits))  # a user namespace
     return candidates, ""
 
 
@@ -261,18 +291,21 @@ def _probe(candidate: Isolation) -> str:
 def detect(settings: Settings = Settings()) -> Isolation:
     """The isolation this machine gives under `settings`: the first bubblewrap set-up in which
     this Python starts, else process isolation (with the reason). Probed once per process:
-    each process that grades calls it once and passes the result down."""
-    return _detect(settings.isolation, settings.worker_start)
+    each process that grades calls it once and passes the result down. The training-only
+    digits file it binds is kept in `settings.cache_folder`."""
+    return _detect(settings.isolation, settings.cache_folder)
 
 
 @functools.lru_cache(maxsize=None)
-def _detect(mode: str, worker_start: str) -> Isolation:
-    candidates, reason = _candidates() if mode != "process" else ([], "VAE_ISOLATION=process")
+def _detect(mode: str, cache_folder: Path) -> Isolation:
+    if mode == "process":
+        return Isolation("process", reason="VAE_ISOLATION=process")
+    candidates, reason = _candidates(training_digits_path(cache_folder))
     for candidate in candidates:
         reason = _probe(candidate)
         if not reason:
-            return dataclasses.replace(candidate, worker_start=worker_start)
-    return Isolation("process", reason=reason, worker_start=worker_start)
+            return candidate
+    return Isolation("process", reason=reason)
 
 
 def describe(isolation: Isolation) -> str:

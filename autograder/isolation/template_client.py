@@ -3,10 +3,14 @@ that has imported torch once and forks each new worker in milliseconds.
 
 One template per grading process, started on first use inside the same bubblewrap sandbox
 as a classic worker and probed once (a forked worker must be able to make its own
-namespaces). Where that is not possible (no bubblewrap, not root, a kernel that refuses
-unprivileged user namespaces) `shared_template()` returns None and workers start the
-classic way, each a fresh sandboxed Python. `Settings.worker_start = "classic"`
-(VAE_WORKER_START=classic) forces that.
+namespaces). Under a root grader the template runs as the real uid 65534 without any
+capability, and each worker makes a user namespace of its own; under an unprivileged grader
+it runs in bubblewrap's user namespace, which forbids nested ones, keeping there (and only
+there) the two capabilities that make a worker's other namespaces (TEMPLATE_CAPABILITIES).
+Where neither works (no bubblewrap, a bwrap without --cap-add, a kernel that refuses, found
+by the probe) `shared_template()` returns None and workers start the classic way, each a
+fresh sandboxed Python. `Settings.worker_start = "classic"` (VAE_WORKER_START=classic)
+forces that.
 
 What the template sends is parsed as JSON and type-checked; it never runs student code,
 and a template that stops answering is killed with its whole sandbox (every worker in it).
@@ -23,14 +27,15 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from autograder.isolation import sandbox
 from autograder.isolation.limits import TMPFS_BYTES
 from autograder.untrusted import template as untrusted_template
 
-TMP = Path("/tmp")
 EXIT_SECONDS = 5.0  # for the template to report a killed worker's end
+# Kept by the template inside bubblewrap's user namespace (unprivileged grader only): to make
+# each worker's mount, PID, network, IPC and UTS namespaces, and to empty its bounding set.
+TEMPLATE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETPCAP")
 
 
 class TemplateUnavailable(Exception):
@@ -69,9 +74,12 @@ class TemplateClient:
         self.next_id = 0
         self.alive = False
         control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        command = [sys.executable, "-I", "-S", untrusted_template.__file__, str(theirs.fileno()), str(TMPFS_BYTES),
-                   str(sandbox.PUBLIC_DIR), *site.getsitepackages()]
-        command = sandbox.wrap(command, workdir=untrusted_template.WORKDIR, isolation=isolation, required=True)
+        setup = {"tmpfs_bytes": TMPFS_BYTES, "public_dir": str(sandbox.PUBLIC_DIR), "site_dirs": site.getsitepackages(),
+                 "kept_under_tmp": [str(path) for path in sandbox.bound_under_tmp()],
+                 "own_user_namespace": isolation.drop_to_nobody}
+        command = [sys.executable, "-I", "-S", untrusted_template.__file__, str(theirs.fileno()), json.dumps(setup)]
+        command = sandbox.wrap(command, workdir=untrusted_template.WORKDIR, isolation=isolation, required=True,
+                               capabilities=() if isolation.drop_to_nobody else TEMPLATE_CAPABILITIES)
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             pass_fds=(theirs.fileno(),), cwd="/", env=environment, start_new_session=True,
@@ -218,46 +226,49 @@ class TemplateClient:
             self.process.stderr.close()
 
 
-_shared: dict[int, TemplateClient | str] = {}  # per process id: the template, or why there is none
+# Per process id, isolation and worker start: the template, or why there is none. (A process
+# that grades under other settings, or a child forked from it, gets a template of its own.)
+_shared: dict[tuple[int, sandbox.Isolation, str], TemplateClient | str] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_template(environment: dict[str, str], isolation: sandbox.Isolation,
+def shared_template(environment: dict[str, str], isolation: sandbox.Isolation, worker_start: str,
                     start_seconds: float) -> TemplateClient | None:
-    """This process's template, started on first use; None where workers start the classic way."""
+    """This process's template, started on first use; None where workers start the classic way
+    (`worker_start`: Settings.worker_start)."""
+    key = (os.getpid(), isolation, worker_start)
     with _shared_lock:
-        current = _shared.get(os.getpid())
+        current = _shared.get(key)
         if isinstance(current, TemplateClient) and current.alive:
             return current
         if isinstance(current, str):
             return None
-        reason = unavailable_reason(isolation)
+        reason = unavailable_reason(isolation, worker_start)
         if not reason:
             try:
-                _shared[os.getpid()] = TemplateClient(environment, isolation, start_seconds)
-                return _shared[os.getpid()]
+                _shared[key] = TemplateClient(environment, isolation, start_seconds)
+                return _shared[key]
             except (TemplateUnavailable, OSError) as error:
                 reason = str(error)
-        _shared[os.getpid()] = reason
+        _shared[key] = reason
         return None
 
 
-def unavailable_reason(isolation: sandbox.Isolation) -> str:
-    """Why workers cannot be forked from a template under `isolation`; empty when they can be."""
-    if isolation.worker_start == "classic":
+def unavailable_reason(isolation: sandbox.Isolation, worker_start: str) -> str:
+    """Why workers cannot be forked from a template under `isolation` and `worker_start`
+    (Settings.worker_start) before trying; empty when they may be (the template's start and
+    probe then have the last word)."""
+    if worker_start == "classic":
         return "VAE_WORKER_START=classic"
     if not isolation.sandboxed:
         return "no bubblewrap sandbox"
-    if not isolation.drop_to_nobody:
-        return "not root: bubblewrap runs in a user namespace without nested ones (--disable-userns)"
-    if any(path == TMP or TMP in path.parents for path in sandbox.read_only_paths()):
-        return "Python is installed under /tmp, which every forked worker replaces with a private one"
-    if any(path == TMP or TMP in path.parents for path in (sandbox.UNTRUSTED_DIR, sandbox.PUBLIC_DIR)):
-        return "the project is under /tmp, which every forked worker replaces with a private one"
+    if not isolation.drop_to_nobody and "--cap-add" not in isolation.options:
+        return "this bwrap cannot let the template keep the capabilities it forks workers with (--cap-add)"
     return ""
 
 
-def start_mode() -> str:
-    """How this process starts workers: "template" (forked) or "classic" (a fresh Python each)."""
-    current = _shared.get(os.getpid())
-    return "template" if isinstance(current, TemplateClient) and current.alive else "classic"
+def classic_reason(isolation: sandbox.Isolation, worker_start: str) -> str:
+    """Why this process starts workers the classic way under `isolation` and `worker_start`;
+    empty when it forks them (or has not started one yet)."""
+    current = _shared.get((os.getpid(), isolation, worker_start))
+    return current if isinstance(current, str) else ""
