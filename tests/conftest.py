@@ -2,7 +2,11 @@
 waiting for a condition, the hidden tests' points marker (some tests import hidden-test modules,
 e.g. for their visible-check cases), and the package as users get it (benchmarks/installed.py):
 the wheel built once per session from this checkout, and environments it is installed into (not
-editable), for root and for an unprivileged user."""
+editable), for root and for an unprivileged user.
+
+It imports only what the installed package holds (benchmarks/installed.py is imported by the
+fixtures that use it): tests/test_installed.py runs test_redteam.py with it as another user
+against the wheel."""
 from __future__ import annotations
 
 import ast
@@ -18,7 +22,6 @@ import pytest
 from autograder.isolation import sandbox
 from autograder.secrets import PACKAGE_SECRETS
 from autograder.settings import Settings
-from benchmarks import installed
 
 PROJECT = Path(__file__).resolve().parent.parent
 # CI (.ci/run, as root with bubblewrap) must run what needs the unprivileged user, not skip it.
@@ -72,12 +75,16 @@ def not_available(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
+    from benchmarks import installed
+
     return installed.build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="session")
 def installed_bin(wheel, tmp_path_factory) -> Path:
     """bin/ of a fresh environment holding the wheel, for root (under /tmp, like pytest's folders)."""
+    from benchmarks import installed
+
     return installed.make_environment(tmp_path_factory.mktemp("installed") / "venv", wheel)
 
 
@@ -88,9 +95,13 @@ class Unprivileged:
     folder: Path  # readable by that user; removed after the session
 
     def environment(self, **extra: str) -> dict[str, str]:
+        from benchmarks import installed
+
         return installed.user_environment(self.user, self.bin, **extra)
 
     def run(self, command: list[str], cwd: Path, timeout: float = 600, **extra: str):
+        from benchmarks import installed
+
         return installed.run_as(self.user, command, cwd=cwd, environment=self.environment(**extra), timeout=timeout)
 
     def folder_of_theirs(self, name: str) -> Path:
@@ -105,6 +116,8 @@ class Unprivileged:
 def unprivileged(wheel) -> Unprivileged:
     """An unprivileged user (made when missing), and an environment of theirs holding the wheel
     whose secrets (reference, hidden tests, catalogue) they own, as after their own install."""
+    from benchmarks import installed
+
     if os.getuid() != 0:
         not_available("only root can run commands as another user")
     try:

@@ -98,7 +98,7 @@ def check_grades(grades: dict) -> None:
     assert isinstance(reference["model"]["heldout_elbo"], float)  # trained on the bundled digits
     lost = {name for name, problem in mistake["problems"].items() if problem["score"] < problem["max_score"]}
     assert lost == {MISTAKE.problem}
-    assert any(test["mistake"] == MISTAKE.hint for test in mistake["problems"][MISTAKE.problem]["tests"])
+    assert any(test["mistake"] == MISTAKE.hint.code for test in mistake["problems"][MISTAKE.problem]["tests"])
 
 
 def check_workers(stdout: str, user_namespace: bool) -> None:
@@ -158,7 +158,8 @@ def test_the_red_team_suite_passes_as_an_unprivileged_user(unprivileged):
     if not SANDBOXED:
         pytest.skip("the red-team suite as another user is about the sandbox, and bubblewrap is not usable here")
     copy = unprivileged.folder_of_theirs("redteam")
-    shutil.copy(PROJECT / "tests" / "test_redteam.py", copy)
+    for name in ("test_redteam.py", "conftest.py"):  # conftest: the fixtures it shares with the other tests
+        shutil.copy(PROJECT / "tests" / name, copy)
     shutil.copytree(PROJECT / "tests" / "redteam", copy / "redteam")
     (copy / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: takes more than a few seconds\n")
     subprocess.run(["chmod", "-R", "a+rX", str(copy)], check=True)
