@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 
+from autograder import process_cpu
 from autograder.isolation import sandbox, template_client
 from autograder.isolation.limits import Limits
 from autograder.isolation.process import start_limited, worker_environment, worker_rlimits
@@ -82,6 +83,7 @@ class Worker:
     def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation):
         self.cells, self.limits = cells, limits
         self.workdir: str | None = None
+        self.tree_root: int | None = None  # the pid whose process tree is this worker (cpu_seconds)
         if limits.require_sandbox:
             sandbox.require(isolation)
         self.sandboxed = isolation.sandboxed
@@ -162,6 +164,16 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by this worker and every process it started (process_cpu);
+        None where /proc cannot tell."""
+        if self.tree_root is None:
+            if isinstance(self.process, template_client.ForkedProcess):  # found by the pipe it reads
+                self.tree_root = process_cpu.holder_of_pipe(self.process.template.process.pid, self.request_fd) or 0
+            else:
+                self.tree_root = self.process.pid
+        return process_cpu.tree_seconds(self.tree_root) if self.tree_root else None
+
     def take_output(self) -> str:
         return self.output.take()
 
@@ -201,6 +213,7 @@ class Student:
         self.seed = 0
         self.load_errors: list[tuple[str, str]] = []
         self.trained: dict = {}
+        self.encoder: Worker | None = None  # the worker that encodes the held-out images (model_check)
         self.training_failures: dict[str, Exception] = {}  # by the model's arguments
         self.generation = 0  # counts workers started, so cached model handles can be dropped
         self.start_failure: WorkerFailure | None = None  # a load that timed out, once for all tests
@@ -290,56 +303,92 @@ class Student:
         """`model.method(*args)` with known-good sampling (fixed `eps` when given)."""
         return self.request("model_call", handle=handle, method=method, args=list(args), eps=eps)
 
-    def trained_model(self, kwargs: dict, training: Callable[[], dict], x_heldout: torch.Tensor,
-                      eval_eps: torch.Tensor) -> tuple[int, dict]:
-        """A model built with `kwargs` and trained with the arguments `training()` gives (asked
-        only once the model is built), trained once per worker and then reused; the reply holds
-        its mu and logvar on `x_heldout` and the logits for z = mu + exp(logvar / 2) * eval_eps.
-        The logits come from a fresh worker that never saw `x_heldout`, holding only the trained
-        weights: nothing the model kept while it was shown the held-out images can reach them.
-        Training is repeatable, so one that failed fails every later test the same way without
-        running again."""
+    def trained_model(self, kwargs: dict, train: Callable[[int], dict]) -> tuple[int, dict]:
+        """The model VAE(**kwargs) built in this submission's worker and trained by `train(handle)`
+        (model_check drives the training and says what the reply holds), once per worker and
+        then reused. Training is repeatable, so one that failed fails every later test the same
+        way without running again."""
         key = (self.generation, repr(kwargs))
         if repr(kwargs) in self.training_failures:
             raise self.training_failures[repr(kwargs)]
         if self.trained.get("key") != key:
             handle = self.new_model(**kwargs)
-            started = time.perf_counter()
+            started, starts_before = time.perf_counter(), self.timing["worker_start"]
             try:
-                reply = self.request("model_train", self.limits.train_seconds, handle=handle, x_heldout=x_heldout,
-                                     eval_eps=eval_eps, **training())
-                self.timing["model_training"] += time.perf_counter() - started
-                reply["logits"] = self.decoded_in_fresh_worker(kwargs, reply, eval_eps)
+                reply = train(handle)
             except (StudentError, WorkerFailure) as failure:
                 self.training_failures[repr(kwargs)] = failure
                 raise
+            finally:
+                self._close_encoder()
+                # the estimates' workers count as worker starts, the rest as training
+                self.timing["model_training"] += (time.perf_counter() - started
+                                                  - (self.timing["worker_start"] - starts_before))
             self.trained = {"key": (self.generation, *key[1:]), "value": (handle, reply)}
         return self.trained["value"]
 
-    def decoded_in_fresh_worker(self, kwargs: dict, trained: dict, eval_eps: torch.Tensor) -> object:
-        """decode(mu + exp(logvar / 2) * eval_eps) by VAE(**kwargs) built anew, with the trained
-        weights, in a worker of its own (closed after), or None where mu and logvar do not fit
-        the noise (the model check then says what is wrong with their shapes)."""
-        mu, logvar = trained.get("mu"), trained.get("logvar")
-        if not (type(mu) is torch.Tensor and type(logvar) is torch.Tensor and mu.is_floating_point()
-                and logvar.is_floating_point() and mu.shape == logvar.shape == eval_eps.shape[1:]):
-            return None
-        z = (mu + torch.exp(0.5 * logvar) * eval_eps).to(mu.dtype)
+    # --- what model_check drives: training in chunks, estimates in other workers ------------
+    def begin_training(self, handle: int, batch_size: int, lr: float, seed: int) -> None:
+        """Begin training the model `handle` in this submission's worker, on the training split
+        only, with the loop the worker bound before it loaded the submission."""
+        self.request("model_train_begin", handle=handle, batch_size=batch_size, lr=lr, seed=seed)
+
+    def train_steps(self, count: int, timeout: float) -> None:
+        """`count` more training steps (the grader counts them; nothing the worker says does)."""
+        self.request("model_train_steps", timeout, count=count)
+
+    def worker_cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by this submission's worker and all it started, threads and
+        processes included (None where that cannot be read)."""
+        return self.worker.cpu_seconds() if self.worker is not None else None
+
+    def weights(self, handle: int) -> dict:
+        """A snapshot of the model's state dict: {name: tensor}; what else the worker sends is
+        dropped (the other worker then fails to load it, as the student's own code would)."""
+        weights = self.request("model_weights", handle=handle).get("weights")
+        if not isinstance(weights, dict):
+            raise WorkerFailure("the worker sent a malformed reply")
+        return weights
+
+    def encoded_apart(self, kwargs: dict, weights: dict, x: torch.Tensor) -> object:
+        """encode(x) by VAE(**kwargs) built anew with `weights`, in evaluation mode, in a worker
+        of its own: the only one that sees `x` (the held-out images), kept for the training's
+        later estimates (it can only answer mu and logvar) and closed after it."""
+        if self.encoder is None or not self.encoder.alive():
+            self._close_encoder()
+            self.encoder = self._fresh_worker()
+        return self._apart(self.encoder, "model_encode", {"kwargs": kwargs, "weights": weights, "x": x})
+
+    def decoded_in_fresh_worker(self, kwargs: dict, weights: dict, z: torch.Tensor) -> object:
+        """decode(z) by VAE(**kwargs) built anew with `weights`, in evaluation mode, in a fresh
+        worker (closed after): it never sees a held-out image, nor what an earlier one decoded."""
+        worker = self._fresh_worker()
+        try:
+            return self._apart(worker, "model_decode", {"kwargs": kwargs, "weights": weights, "z": z})
+        finally:
+            worker.close()
+
+    def _fresh_worker(self) -> Worker:
         if self.deadline - time.monotonic() <= 0:
             raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
         worker = Worker(self.cells, self.limits, self._isolation())
-        try:
-            self.timing["worker_start"] += worker.start_seconds
-            timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
-            request = {"kwargs": kwargs, "weights": trained.get("weights"), "z": z}
-            return worker.request("model_decode", timeout, 1, request)["out"]
-        finally:
-            worker.close()
+        self.timing["worker_start"] += worker.start_seconds
+        return worker
+
+    def _apart(self, worker: Worker, op: str, request: dict) -> object:
+        timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
+        return worker.request(op, timeout, 1, request)["out"]
+
+    def _close_encoder(self) -> None:
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder = None
 
     def take_output(self) -> str:
         return self.worker.take_output() if self.worker is not None else ""
 
     def close(self) -> None:
+        self._close_encoder()
         if self.worker is not None:
             self.worker.close()
             self.worker = None
