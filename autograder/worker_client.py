@@ -76,11 +76,21 @@ class OutputTrap:
         return text + tail.decode(errors="replace")
 
 
+def _rows(value: object, types: tuple[type, ...]) -> list[tuple]:
+    """`value` as a list of rows of these types, or WorkerFailure (a malformed reply)."""
+    if not (isinstance(value, list) and all(isinstance(row, list) and len(row) == len(types)
+                                            and all(type(v) is t for v, t in zip(row, types)) for row in value)):
+        raise WorkerFailure("the worker sent a malformed reply")
+    return [tuple(row) for row in value]
+
+
 class Worker:
     """One worker process with the submission's cells loaded: forked from this process's
     template where possible (isolation.template_client), else a fresh sandboxed Python."""
 
-    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation):
+    def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation,
+                 notebook: bool = False):
+        """`notebook`: the cells are a notebook's, whose IPython syntax the worker turns into Python."""
         self.cells, self.limits = cells, limits
         self.workdir: str | None = None
         self.tree_root: int | None = None  # the pid whose process tree is this worker (cpu_seconds)
@@ -100,11 +110,13 @@ class Worker:
         try:
             self.request("ping", self.limits.start_seconds, None, {})
             self.start_seconds = time.perf_counter() - started  # until it answers, before the submission
-            reply = self.request("load", self.limits.start_seconds, None, {"cells": cells})
+            reply = self.request("load", self.limits.start_seconds, None, {"cells": cells, "notebook": notebook})
+            # what the submission's code may have tampered with: checked, never trusted
+            self.cell_errors: list[tuple[str, str]] = _rows(reply.get("cell_errors"), (str, str))
+            self.syntax_errors: list[tuple[str, int, str]] = _rows(reply.get("syntax_errors", []), (str, int, str))
         except WorkerFailure:
             self.close()  # no one else holds this half-started worker: free its pipes and folder
             raise
-        self.cell_errors: list[tuple[str, str]] = [tuple(pair) for pair in reply["cell_errors"]]
 
     def _fork(self, request_read: int, reply_write: int, output_write: int, isolation: sandbox.Isolation):
         template = template_client.shared_template(worker_environment(untrusted_template.WORKDIR), isolation,
@@ -202,12 +214,15 @@ class Student:
     """
 
     def __init__(self, cells: list[tuple[str, str]], limits: Limits = Limits(),
-                 isolation: sandbox.Isolation | None = None):
+                 isolation: sandbox.Isolation | None = None, *, notebook: bool = False,
+                 started: float | None = None):
         """`isolation`: how workers are contained, as detected once by the grading process
-        (sandbox.detect() when not given)."""
-        self.cells, self.limits = cells, limits
+        (sandbox.detect() when not given). `notebook`: the cells are a notebook's. `started`:
+        when the submission's time began (time.monotonic(); now when not given), so that
+        reading it counts against its limit too."""
+        self.cells, self.limits, self.notebook = cells, limits, notebook
         self.isolation = isolation
-        self.deadline = time.monotonic() + limits.submission_seconds
+        self.deadline = (time.monotonic() if started is None else started) + limits.submission_seconds
         self.worker: Worker | None = None
         self.failure: WorkerFailure | None = None
         self.seed = 0
@@ -238,7 +253,7 @@ class Student:
             self.generation += 1
             started = time.perf_counter()
             try:
-                self.worker = Worker(self.cells, self.limits, self._isolation())
+                self.worker = Worker(self.cells, self.limits, self._isolation(), self.notebook)
             except WorkerFailure as failure:
                 self.timing["worker_start"] += time.perf_counter() - started
                 if "did not finish" in str(failure):  # loading hangs: it would hang for every test
@@ -248,6 +263,16 @@ class Student:
             self.timing["worker_start"] += self.worker.start_seconds  # loading the cells counts as tests
             self.load_errors = self.worker.cell_errors
         return self.worker
+
+    def syntax_error(self) -> tuple[int, str] | None:
+        """(line, message) of the first cell that does not compile, once the submission is
+        loaded in a worker; None when every cell compiles or no worker could be started (the
+        tests then say why)."""
+        try:
+            worker = self._worker()
+        except WorkerFailure:
+            return None
+        return next(((line, message) for _, line, message in worker.syntax_errors), None)
 
     def request(self, op: str, timeout: float | None = None, rng_seed: int | None = None, **args) -> dict:
         """One request to the worker. Torch is seeded first with `rng_seed` when given, else with
@@ -371,7 +396,7 @@ class Student:
     def _fresh_worker(self) -> Worker:
         if self.deadline - time.monotonic() <= 0:
             raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
-        worker = Worker(self.cells, self.limits, self._isolation())
+        worker = Worker(self.cells, self.limits, self._isolation(), self.notebook)
         self.timing["worker_start"] += worker.start_seconds
         return worker
 

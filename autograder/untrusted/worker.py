@@ -10,6 +10,7 @@ Model requests run with a known-good `reparameterize` and loss in place of the s
 (error carried forward: a wrong sampler or likelihood costs points only in its own problem).
 """
 import random
+import re
 import sys
 import traceback
 import types
@@ -19,6 +20,34 @@ import warnings
 def _bootstrap_path() -> None:
     here = __file__.rsplit("/", 1)[0]
     sys.path[:0] = [here, sys.argv[3], *sys.argv[4:]]
+
+
+# IPython's transformer re-reads the whole cell for every line of its syntax it rewrites (about
+# 2 us per line and character): a cell whose lines x characters pass this fails at once rather
+# than keeping the worker busy for an hour (a few seconds at most; `%matplotlib inline` and a
+# few `!pip` lines in a cell of a few KB use 1% of it).
+IPYTHON_SYNTAX = re.compile(r"^[ \t]*(?:[%!?/,;]|>>>|In \[|\.\.\.)|\?[ \t]*$|=[ \t]*[%!]", re.MULTILINE)
+MAX_IPYTHON_WORK = 1_000_000  # lines of IPython syntax x characters of the cell
+PYTHON_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")  # their body is plain Python
+
+
+def python_source(source: str) -> str:
+    """A notebook cell as Python: `%magic` and `!shell` lines become get_ipython() calls (which
+    do nothing here), a `%%time`-like cell magic is dropped so that its body still runs. Only
+    a cell that may hold IPython's syntax goes through IPython's transformer; SyntaxError for
+    one that would keep it busy (MAX_IPYTHON_WORK)."""
+    first, _, rest = source.lstrip().partition("\n")
+    if first.split(" ")[0] in PYTHON_CELL_MAGICS:
+        source = rest
+    lines = len(IPYTHON_SYNTAX.findall(source))
+    if not lines and not source.lstrip("\n")[:1].isspace():
+        return source  # plain Python: IPython would give it back as it is
+    if lines * len(source) > MAX_IPYTHON_WORK:
+        raise SyntaxError(f"{lines} lines of IPython syntax (magics, ! commands) in a cell of {len(source):,} "
+                          "characters: too many for the grader to rewrite; keep magics to a few short cells")
+    from IPython.core.inputtransformer2 import TransformerManager  # preloaded in the template
+
+    return TransformerManager().transform_cell(source)
 
 
 class _NoIPython:
@@ -48,16 +77,28 @@ class Server:
     def op_ping(self):
         return {}
 
-    def op_load(self, cells):
+    def op_load(self, cells, notebook=False):
+        """Run the submission's cells in its module: a notebook's (`notebook`) with IPython's
+        syntax made Python first. A cell that fails is reported and the rest still run;
+        "syntax_errors" lists [label, line, message] of those that do not compile."""
         sys.modules["submission"] = self.module
-        errors = []
+        errors, syntax_errors = [], []
         for label, source in cells:
             self.sources[label] = source.splitlines()
             try:
-                exec(compile(source, f"<{label}>", "exec"), self.module.__dict__)
+                code = compile(python_source(source) if notebook else source, f"<{label}>", "exec")
+            except SyntaxError as error:
+                errors.append([label, self.describe(error)])
+                syntax_errors.append([label, error.lineno or 0, str(error.msg)[:500]])
+                continue
+            except BaseException as error:  # noqa: BLE001 - MemoryError, RecursionError: the cell's
+                errors.append([label, self.describe(error)])
+                continue
+            try:
+                exec(code, self.module.__dict__)
             except BaseException as error:  # noqa: BLE001 - a failing cell is reported, not fatal
                 errors.append([label, self.describe(error)])
-        return {"cell_errors": errors}
+        return {"cell_errors": errors, "syntax_errors": syntax_errors}
 
     def op_call(self, name, args, kwargs, grad_args=(), grad_output=None, repeat=1):
         fn = self.lookup(name)
@@ -305,9 +346,11 @@ def load_libraries() -> dict:
 def preload() -> None:
     """Import, once in the template, what the release notebook's setup cell imports besides
     torch: pyplot (with matplotlib's font cache, 0.7-1 s to build in a fresh sandbox) and the
-    public checks. A forked worker then starts with them, as after a fresh import."""
+    public checks, and IPython's transformer for cells with magics. A forked worker then starts
+    with them, as after a fresh import."""
     import matplotlib.pyplot  # noqa: F401 - MPLBACKEND=Agg: nothing is drawn
     import vae_checks  # noqa: F401
+    from IPython.core import inputtransformer2  # noqa: F401 - for a notebook's magics (python_source)
 
 
 def warm_up(libraries: dict) -> None:
