@@ -106,7 +106,8 @@ def read_bytes(path: Path) -> bytes:
 
 
 def _too_large(size: int) -> str:
-    return f"the file is {size / 2**20:.1f} MiB, more than the {MAX_SUBMISSION_BYTES // 2**20} MiB a submission may be"
+    return (f"the file is {size:,} bytes, more than the {MAX_SUBMISSION_BYTES // 2**20} MiB "
+            f"({MAX_SUBMISSION_BYTES:,} bytes) a submission may be")
 
 
 def _link_refused(link: Path) -> str:
@@ -197,10 +198,14 @@ def _depth(value: object) -> int:
 
 
 def _cell_count(raw: dict) -> int:
+    """The cells of a notebook (nbformat 4: `cells`, 3 and older: in `worksheets`), of any shape."""
+    def count(cells: object) -> int:
+        return len(cells) if isinstance(cells, list) else 0
+
     sheets = raw.get("worksheets")
-    cells = raw.get("cells") if sheets is None else [c for s in sheets if isinstance(s, dict)
-                                                      for c in (s.get("cells") or [])]
-    return len(cells) if isinstance(cells, list) else 0
+    if isinstance(sheets, list):
+        return sum(count(sheet.get("cells")) for sheet in sheets if isinstance(sheet, dict))
+    return count(raw.get("cells"))
 
 
 def _notebook_cells(text: str) -> list[tuple[str, str]]:
@@ -220,16 +225,17 @@ def _notebook_cells(text: str) -> list[tuple[str, str]]:
         notebook = nbformat.reads(text, as_version=4)  # upgrades nbformat 3 and older
     except Exception as error:  # noqa: BLE001 - nbformat raises many kinds
         raise SubmissionError(f"the notebook cannot be read by nbformat: {error}".splitlines()[0]) from None
-    cells = grading_code_cells(notebook)
+    cells = [(printable(str(label)), source) for label, source in grading_code_cells(notebook)]
     for label, source in cells:
+        cell = label if label.startswith("cell ") else f"the cell {label}"
         if not isinstance(source, str):
-            raise SubmissionError(f"the notebook's cell {printable(str(label))} has no text as its source")
+            raise SubmissionError(f"{cell} of the notebook has no text as its source")
         try:
             source.encode("utf-8")
         except UnicodeEncodeError:
-            raise SubmissionError(f"the notebook's cell {printable(str(label))} holds text that is not valid "
-                                  "Unicode (an unpaired surrogate)") from None
-    return [(printable(str(label)), source) for label, source in cells]
+            raise SubmissionError(f"{cell} of the notebook holds text that is not valid Unicode (an unpaired "
+                                  "surrogate)") from None
+    return cells
 
 
 def read_cells(path: Path, content: bytes | None = None) -> list[tuple[str, str]]:

@@ -183,7 +183,7 @@ def test_a_file_over_the_size_limit_is_not_read(tmp_path):
     path = tmp_path / "big.py"
     with open(path, "wb") as stream:
         stream.truncate(MAX_SUBMISSION_BYTES + 1)
-    with pytest.raises(SubmissionError, match="MiB, more than the 20 MiB"):
+    with pytest.raises(SubmissionError, match="20,971,521 bytes, more than the 20 MiB"):
         read_cells(path)
     with pytest.raises(SubmissionError, match="more than the 20 MiB"):
         read_cells(tmp_path / "given.py", b"x" * (MAX_SUBMISSION_BYTES + 1))
