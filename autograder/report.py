@@ -380,6 +380,10 @@ def _model_section(records: list[dict]) -> Section:
     review = [f'<p class="flagged" id="flagged">Flagged for review, a held-out ELBO more than {ELBO_PLAUSIBLE_MARGIN:g} '
               f"nats above the reference's, which no legitimate model reaches (its held-out ELBO points wait for the review): "
               f"{html.escape(', '.join(flagged))}.</p>"] if flagged else []
+    slow = [record["id"] for record in records if (record.get("model") or {}).get("slow_training")]
+    review += ['<p class="flagged" id="slow-training">Flagged for review, a training that used several times the '
+               "reference's CPU time per step, as a model that trains more than the steps it is given would (its "
+               f"points stand): {html.escape(', '.join(slow))}.</p>"] if slow else []
     within = sum(elbo >= ref - ELBO_MARGIN for _, elbo, ref in models)
     floor = sum(elbo >= ref - ELBO_FLOOR_MARGIN for _, elbo, ref in models)
     png = plot_model(models)

@@ -15,12 +15,13 @@ from autograder.worker_client import Student, StudentError
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "solutions" / "vae.py").read_text()
 SHORT = model_check.TrainingBudget(steps=60, batch_size=64, lr=1e-2, seed=3, check_every=20)
-SANDBOXED = sandbox.detect(Settings.from_environment()).sandboxed
+ISOLATION = sandbox.detect(Settings.from_environment())  # VAE_ISOLATION=process runs these without the sandbox
+SANDBOXED = ISOLATION.sandboxed
 
 
 def train(source: str, stop_at: float | None, budget: model_check.TrainingBudget = SHORT) -> dict:
     """A model of `source` trained and estimated as the grader does, with `budget`."""
-    student = Student([("vae.py", source)], Limits(submission_seconds=120))
+    student = Student([("vae.py", source)], Limits(submission_seconds=120), ISOLATION)
     try:
         handle = student.request("model_new", rng_seed=5, kwargs=model_check.MODEL_KWARGS)["handle"]
         return {**model_check.train_and_estimate(student, handle, stop_at, budget), "student": student}
@@ -63,7 +64,7 @@ class VAE(VAE):
 
 
 def test_a_training_that_failed_fails_later_tests_the_same_way_without_training_again():
-    student = Student([("vae.py", FLAT_ONLY_DECODER)], Limits(submission_seconds=120))
+    student = Student([("vae.py", FLAT_ONLY_DECODER)], Limits(submission_seconds=120), ISOLATION)
     try:
         asked = []
 
@@ -99,7 +100,7 @@ class VAE(VAE):
 
 def test_the_training_worker_never_encodes_a_heldout_image():
     """The same model in the encoding worker does see them: there it only answers mu and logvar."""
-    student = Student([("vae.py", SEES_THE_HELDOUT_WHEN_TRAINING)], Limits(submission_seconds=120))
+    student = Student([("vae.py", SEES_THE_HELDOUT_WHEN_TRAINING)], Limits(submission_seconds=120), ISOLATION)
     try:
         handle = student.new_model(**model_check.MODEL_KWARGS)
         student.begin_training(handle, SHORT.batch_size, SHORT.lr, SHORT.seed)
@@ -143,7 +144,7 @@ def test_a_model_that_hides_the_heldout_images_is_scored_as_its_honest_twin(atta
     if attack == "sandbox only" and not SANDBOXED:
         pytest.skip("it cheats only in the sandbox, and bubblewrap is not usable here")
     target = model_check.reference_heldout_elbo()
-    student = Student([("vae.py", CALIBRATED[attack] + IN_ONE_WORKER)], Limits(submission_seconds=120))
+    student = Student([("vae.py", CALIBRATED[attack] + IN_ONE_WORKER)], Limits(submission_seconds=120), ISOLATION)
     try:
         x = model_check.heldout_data()
         mu, logvar, logits = student.call("evaluate_in_one_worker", x, model_check.evaluation_noise(len(x), 2))["out"]
@@ -169,3 +170,36 @@ def test_a_model_that_trains_ten_times_per_step_is_flagged_slow_and_the_referenc
         pytest.skip("no /proc here: CPU time cannot be read")
     assert model_check.how_trained(cheat["student"], cheat).get("slow_training") is True
     assert "slow_training" not in model_check.how_trained(honest["student"], honest)
+
+
+BURNS_BESIDE_ITS_CALLER = """
+import os, threading, time
+
+def burn(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+def sleep_while_others_burn(seconds):
+    threading.Thread(target=burn, args=(seconds,), daemon=True).start()
+    if os.fork() == 0:
+        burn(seconds)
+        os._exit(0)
+    time.sleep(seconds)
+    return 1
+"""
+
+
+def test_a_workers_cpu_time_counts_its_threads_and_the_processes_it_starts():
+    """What a training that works beside the grader's loop would use: wall time misses it."""
+    student = Student([("burn.py", BURNS_BESIDE_ITS_CALLER)], Limits(call_seconds=10), ISOLATION)
+    try:
+        student.call("sleep_while_others_burn", 0.01)
+        before = student.worker_cpu_seconds()
+        student.call("sleep_while_others_burn", 1.5)  # the calling thread only sleeps
+        after = student.worker_cpu_seconds()
+    finally:
+        student.close()
+    if before is None:
+        pytest.skip("no /proc here: CPU time cannot be read")
+    assert after - before > 0.3

@@ -281,6 +281,14 @@ def test_a_record_without_model_reads_as_not_trained(tmp_path):
     assert "no-models" in Tables(page.read_text()).ids
 
 
+def test_a_training_flagged_slow_is_listed_for_review(tmp_path):
+    slow = make_record("sam", elbo=-20.0)
+    slow["model"].update(slow_training=True, training_steps=250, stopped_early=True, checkpoints=[[250, -20.0]])
+    page = build_report(write_grades(tmp_path / "grades.json", [make_record("ada", elbo=-20.0), slow]),
+                        tmp_path / "report")
+    assert "slow-training" in Tables(page.read_text()).ids and "sam" in page.read_text()
+
+
 def test_a_flagged_model_is_listed_for_review(tmp_path):
     flagged = make_record("eve", elbo=-9.5)
     flagged["model"]["flagged"] = True
@@ -306,6 +314,10 @@ def _broken(document_change) -> str:
     (_broken(lambda d: d["submissions"][0].update(score="90")), "submissions[0].score is '90'; expected a number"),
     (_broken(lambda d: d["submissions"][0]["model"].update(flagged=False)),
      "submissions[0].model.flagged is False; expected true (or no key)"),
+    (_broken(lambda d: d["submissions"][0]["model"].update(checkpoints=[[250, "-20"]])),
+     "submissions[0].model.checkpoints is [[250, '-20']]; expected a list of [step, ELBO or null]"),
+    (_broken(lambda d: d["submissions"][0]["model"].update(stopped_early="yes")),
+     "submissions[0].model.stopped_early is 'yes'; expected true or false"),
     (_broken(lambda d: d["submissions"][1]["problems"]["elbo"]["tests"][1].update(status="skipped")),
      "submissions[1].problems.elbo.tests[1].status is 'skipped'; expected one of passed, failed, error"),
     (_broken(lambda d: d["submissions"][2]["problems"]["VAE"]["tests"][0].pop("mistake")),
