@@ -280,12 +280,11 @@ class Student:
         results are repeatable, and only torch's generator repeats under a fixed `rng_seed`."""
         if self.failure is not None:
             raise self.failure
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            self.failure = WorkerFailure(
-                f"the submission used up its total time limit of {self.limits.submission_seconds:g} s"
-            )
-            raise self.failure
+        try:
+            remaining = self._time_left()
+        except WorkerFailure as failure:
+            self.failure = failure
+            raise
         self.seed += 1
         try:
             return self._worker().request(
@@ -393,16 +392,21 @@ class Student:
         finally:
             worker.close()
 
-    def _fresh_worker(self) -> Worker:
-        if self.deadline - time.monotonic() <= 0:
+    def _time_left(self) -> float:
+        """Seconds left of the submission's total time, or WorkerFailure once there are none."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
             raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
+        return remaining
+
+    def _fresh_worker(self) -> Worker:
+        self._time_left()
         worker = Worker(self.cells, self.limits, self._isolation(), self.notebook)
         self.timing["worker_start"] += worker.start_seconds
         return worker
 
     def _apart(self, worker: Worker, op: str, request: dict) -> object:
-        timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
-        return worker.request(op, timeout, 1, request)["out"]
+        return worker.request(op, min(self.limits.call_seconds, self._time_left()), 1, request)["out"]
 
     def _close_encoder(self) -> None:
         if self.encoder is not None:
