@@ -43,9 +43,9 @@ def grade(submission: Submission, settings: Settings = Settings(), timing: dict 
     notebook = submission.path.suffix == ".ipynb"
     student = Student(cells, limits, isolation, notebook=notebook, started=started)
     try:
-        broken = None if notebook else student.syntax_error()  # a module that does not compile: nothing runs
+        broken = None if notebook else student.compile_error()  # a module that does not compile: nothing runs
         if broken is not None:
-            return unreadable(submission, f"SyntaxError on line {broken[0]}: {broken[1]}", isolation)
+            return unreadable(submission, broken, isolation)
         problems = record.problems_from(run_hidden_tests(student))
         checks = student.visible_checks() if visible_checks else None
     finally:

@@ -113,7 +113,7 @@ class Worker:
             reply = self.request("load", self.limits.start_seconds, None, {"cells": cells, "notebook": notebook})
             # what the submission's code may have tampered with: checked, never trusted
             self.cell_errors: list[tuple[str, str]] = _rows(reply.get("cell_errors"), (str, str))
-            self.syntax_errors: list[tuple[str, int, str]] = _rows(reply.get("syntax_errors", []), (str, int, str))
+            self.compile_errors: list[tuple[str, str]] = _rows(reply.get("compile_errors", []), (str, str))
         except WorkerFailure:
             self.close()  # no one else holds this half-started worker: free its pipes and folder
             raise
@@ -264,15 +264,15 @@ class Student:
             self.load_errors = self.worker.cell_errors
         return self.worker
 
-    def syntax_error(self) -> tuple[int, str] | None:
-        """(line, message) of the first cell that does not compile, once the submission is
-        loaded in a worker; None when every cell compiles or no worker could be started (the
-        tests then say why)."""
+    def compile_error(self) -> str | None:
+        """Why the first cell that does not compile does not ("SyntaxError on line 3: ..."),
+        once the submission is loaded in a worker; None when every cell compiles or no worker
+        could be started (the tests then say why)."""
         try:
             worker = self._worker()
         except WorkerFailure:
             return None
-        return next(((line, message) for _, line, message in worker.syntax_errors), None)
+        return next((why for _, why in worker.compile_errors), None)
 
     def request(self, op: str, timeout: float | None = None, rng_seed: int | None = None, **args) -> dict:
         """One request to the worker. Torch is seeded first with `rng_seed` when given, else with

@@ -80,25 +80,24 @@ class Server:
     def op_load(self, cells, notebook=False):
         """Run the submission's cells in its module: a notebook's (`notebook`) with IPython's
         syntax made Python first. A cell that fails is reported and the rest still run;
-        "syntax_errors" lists [label, line, message] of those that do not compile."""
+        "compile_errors" lists [label, why] of those that do not compile."""
         sys.modules["submission"] = self.module
-        errors, syntax_errors = [], []
+        errors, compile_errors = [], []
         for label, source in cells:
             self.sources[label] = source.splitlines()
             try:
                 code = compile(python_source(source) if notebook else source, f"<{label}>", "exec")
-            except SyntaxError as error:
+            except BaseException as error:  # noqa: BLE001 - SyntaxError, or MemoryError for `x = ----...1`
                 errors.append([label, self.describe(error)])
-                syntax_errors.append([label, error.lineno or 0, str(error.msg)[:500]])
-                continue
-            except BaseException as error:  # noqa: BLE001 - MemoryError, RecursionError: the cell's
-                errors.append([label, self.describe(error)])
+                compile_errors.append([label, f"SyntaxError on line {error.lineno}: {error.msg}"[:500]
+                                       if isinstance(error, SyntaxError) else
+                                       f"{type(error).__name__}: it cannot be compiled (too long or nested too deeply?)"])
                 continue
             try:
                 exec(code, self.module.__dict__)
             except BaseException as error:  # noqa: BLE001 - a failing cell is reported, not fatal
                 errors.append([label, self.describe(error)])
-        return {"cell_errors": errors, "syntax_errors": syntax_errors}
+        return {"cell_errors": errors, "compile_errors": compile_errors}
 
     def op_call(self, name, args, kwargs, grad_args=(), grad_output=None, repeat=1):
         fn = self.lookup(name)
