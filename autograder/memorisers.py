@@ -11,8 +11,8 @@ which the training worker encoded the held-out images at its checkpoints and at 
 - the buffer stash, but only where it sees the sandbox (uid 65534);
 - the held-out images taken from the training request's stack frame at step 1;
 - `vae_course.train_vae` replaced in the worker by one that trains ten times the budget;
-plus one that trains ten times inside each step: nothing to replace, only its time per step
-shows it.
+plus one that trains ten times inside each step (nothing to replace: only its time per step
+shows it) and one that trains before the grader gives it a step, while it is loaded.
 """
 from autograder.catalogue import reference_source
 
@@ -194,3 +194,24 @@ class VAE(VAE):
                 self._inner.step()
         return super().forward(x)
 '''
+
+PRETRAINS_AT_IMPORT = REFERENCE + '''
+
+import vae_course
+
+# Trained while the submission loads, before the grader gives a single step: every new VAE
+# starts from these weights.
+torch.manual_seed(0)
+_pretrained = VAE()
+vae_course.train_vae(_pretrained, lambda m, x: -elbo(x, *m(x)).mean(), vae_course.load_digits("train")[0],
+                     steps=1500)
+_PRETRAINED = {name: value.clone() for name, value in _pretrained.state_dict().items()}
+
+
+class VAE(VAE):
+    def __init__(self, x_dim=64, z_dim=2, hidden_dim=256):
+        super().__init__(x_dim, z_dim, hidden_dim)
+        if (x_dim, z_dim, hidden_dim) == (64, 2, 256):
+            self.load_state_dict(_PRETRAINED)
+'''
+

@@ -16,12 +16,14 @@ ELBO_MARGIN of the reference's, training ends and the model is scored as it is t
 estimate is the score: the calibration is in benchmarks/README.md). A model that never gets
 there trains the whole budget, so the partial points are judged at its end.
 
-Two signs of cheating are flagged for the instructor: a held-out ELBO better than any
-legitimate model reaches (the hidden tests then withhold its points until a person looks),
-and a training that used far more CPU per step than the reference's in the same kind of
-worker (threads and processes it started included): a submission that trains more than the
-steps it is given (recorded as `slow_training`; its points stand, the timing being the
-machine's).
+Three signs of cheating are flagged for the instructor. Two withhold the held-out ELBO points
+until a person looks, as no legitimate model comes near them: a held-out ELBO better than any
+legitimate model reaches, and a model that is at the pass mark before the grader gave it a
+step (`pretrained`: it trained while the submission loaded, or its weights were pasted in).
+The third, a training that used far more CPU per step than the reference's in the same kind of
+worker (threads and processes it started included), as a submission that trains more than the
+steps it is given would, is recorded as `slow_training` and withholds nothing: its timing is
+the machine's.
 """
 from __future__ import annotations
 
@@ -101,8 +103,9 @@ def trained(student: Student) -> tuple[int, dict]:
 def train_and_estimate(student: Student, handle: int, stop_at: float | None, budget: TrainingBudget = BUDGET,
                        kwargs: dict | None = None) -> dict:
     """Train model `handle` (built with `kwargs`) in chunks of `budget.check_every` steps up to
-    `budget.steps`, estimating the held-out ELBO after each chunk from a snapshot of the weights
-    in other workers; stop at the first estimate of at least `stop_at` (None: never). The reply:
+    `budget.steps`, estimating the held-out ELBO before the first chunk and after each one from
+    a snapshot of the weights in other workers; stop at the first estimate after a chunk of at
+    least `stop_at` (None: never). The reply:
     mu, logvar and logits of the last estimate (logits None where mu and logvar do not fit the
     noise), steps, stopped_early, checkpoints [[step, held-out ELBO or None]], and
     cpu_seconds_per_step (None where it cannot be read).
@@ -116,28 +119,29 @@ def train_and_estimate(student: Student, handle: int, stop_at: float | None, bud
     cpu_before = student.worker_cpu_seconds()
     deadline = time.monotonic() + student.limits.train_seconds
     steps, checkpoints, estimating, estimate = 0, [], True, {}
-    while steps < budget.steps:
-        count = min(budget.check_every or budget.steps, budget.steps - steps)
+    while True:  # a checkpoint at step 0 too: the model as built, before the grader's first step
+        last = steps == budget.steps
+        if estimating or last:
+            try:
+                estimate = estimated(student, kwargs, student.weights(handle), x, eps)
+            except (StudentError, WorkerFailure):
+                if last:
+                    raise
+                estimating = False  # what is wrong is said after the last step, as unchecked
+                checkpoints.append([steps, None])
+            else:
+                value = score(estimate)
+                checkpoints.append([steps, round(value, 4) if math.isfinite(value) else None])
+                if stop_at is not None and 0 < steps < budget.steps and value >= stop_at:
+                    break
+        if last:
+            break
         left = deadline - time.monotonic()
         if left <= 0:
             raise WorkerFailure(f"training did not finish within {student.limits.train_seconds:g} s (time limit)")
+        count = min(budget.check_every or budget.steps, budget.steps - steps)
         student.train_steps(count, left)
         steps += count
-        last = steps == budget.steps
-        if not (estimating or last):
-            continue
-        try:
-            estimate = estimated(student, kwargs, student.weights(handle), x, eps)
-        except (StudentError, WorkerFailure):
-            if last:
-                raise
-            estimating = False  # what is wrong is said after the last step, as unchecked
-            checkpoints.append([steps, None])
-            continue
-        value = score(estimate)
-        checkpoints.append([steps, round(value, 4) if math.isfinite(value) else None])
-        if stop_at is not None and not last and value >= stop_at:
-            break
     cpu_after = student.worker_cpu_seconds()
     cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / steps
     return {**estimate, "steps": steps, "stopped_early": steps < budget.steps, "checkpoints": checkpoints,
@@ -165,12 +169,23 @@ def score(estimate: dict) -> float:
     return heldout_elbo(mu, logvar, logits)
 
 
+def pretrained(reply: dict) -> bool:
+    """Whether the model reached the pass mark as built, before the grader gave it a step: it
+    brought its training along (trained while the submission loaded, or weights pasted in). An
+    untrained VAE is near -44 nats; one whose decoder starts at the pixels' means, near -30."""
+    (step, value), *_ = reply["checkpoints"] or [(None, None)]
+    return step == 0 and value is not None and value >= pass_mark()
+
+
 def how_trained(student: Student, reply: dict) -> dict:
     """What the record says of the training: the steps the grader gave, whether it stopped at a
-    checkpoint, the estimate at each, and `slow_training` when its CPU time per step was over
+    checkpoint, the estimate at each (step 0 included), `pretrained` when it was at the mark
+    before any step, and `slow_training` when its CPU time per step was over
     SLOW_TRAINING_RATIO times the reference's."""
     facts = {"training_steps": reply["steps"], "stopped_early": reply["stopped_early"],
              "checkpoints": reply["checkpoints"]}
+    if pretrained(reply):
+        facts["pretrained"] = True
     per_step = reply.get("cpu_seconds_per_step")
     reference_per_step = reference_cpu_seconds_per_step(student.limits, student.isolation) if per_step else None
     if reference_per_step and per_step > SLOW_TRAINING_RATIO * reference_per_step:

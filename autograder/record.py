@@ -148,6 +148,7 @@ def _is_checkpoint(value: object) -> bool:
 MODEL_FIELDS = {
     "flagged": (lambda v: v is True, "true (or no key)"),
     "slow_training": (lambda v: v is True, "true (or no key)"),
+    "pretrained": (lambda v: v is True, "true (or no key)"),
     "stopped_early": (lambda v: type(v) is bool, "true or false"),
     "checkpoints": (lambda v: isinstance(v, list) and all(map(_is_checkpoint, v)), "a list of [step, ELBO or null]"),
 }

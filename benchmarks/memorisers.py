@@ -27,7 +27,7 @@ MODELS = {
     "reads_the_heldout_split": memorisers.READS_THE_HELDOUT_SPLIT,
     **{name.lower(): getattr(memorisers, name) for name in (
         "STASHES_IN_A_BUFFER", "HIDES_IN_LOW_BITS", "CHEATS_ONLY_IN_THE_SANDBOX", "TAKES_THE_HELDOUT_FROM_A_FRAME",
-        "REPLACES_TRAIN_VAE", "TRAINS_TEN_TIMES_PER_STEP") if hasattr(memorisers, name)},
+        "REPLACES_TRAIN_VAE", "TRAINS_TEN_TIMES_PER_STEP", "PRETRAINS_AT_IMPORT") if hasattr(memorisers, name)},
 }
 
 

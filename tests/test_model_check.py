@@ -38,11 +38,11 @@ def graded(source: str) -> float:
 def test_a_run_that_stops_at_a_checkpoint_is_the_unchecked_run_cut_there():
     whole = train(REFERENCE, stop_at=None)
     assert whole["steps"] == 60 and not whole["stopped_early"]
-    assert [step for step, _ in whole["checkpoints"]] == [20, 40, 60]
-    (_, at_20), (_, at_40), _ = whole["checkpoints"]
-    assert at_20 < at_40  # still learning: the mark below is reached at step 40, not 20
+    assert [step for step, _ in whole["checkpoints"]] == [0, 20, 40, 60]  # 0: as built, before any step
+    (_, at_0), (_, at_20), (_, at_40), _ = whole["checkpoints"]
+    assert at_0 < -40 < at_20 < at_40  # still learning: the mark below is reached at step 40, not 20
     stopped = train(REFERENCE, stop_at=(at_20 + at_40) / 2)
-    assert stopped["steps"] == 40 and stopped["stopped_early"] and stopped["checkpoints"] == whole["checkpoints"][:2]
+    assert stopped["steps"] == 40 and stopped["stopped_early"] and stopped["checkpoints"] == whole["checkpoints"][:3]
     # What is scored is the model at step 40, and the checkpoint's estimate is that score.
     assert model_check.score(stopped) == pytest.approx(at_40, abs=1e-4)
     assert model_check.score(whole) != pytest.approx(at_40)
@@ -203,3 +203,13 @@ def test_a_workers_cpu_time_counts_its_threads_and_the_processes_it_starts():
     if before is None:
         pytest.skip("no /proc here: CPU time cannot be read")
     assert after - before > 0.3
+
+
+def test_a_model_trained_while_its_submission_loads_is_flagged_before_the_graders_first_step():
+    """1500 steps at import, then the grader's 250: before, 30 points and -19.57, unflagged."""
+    reply = train(memorisers.PRETRAINS_AT_IMPORT, model_check.pass_mark(), model_check.BUDGET)
+    (step, before_training), *_ = reply["checkpoints"]
+    assert step == 0 and before_training >= model_check.pass_mark() and model_check.pretrained(reply)
+    assert model_check.how_trained(reply["student"], reply)["pretrained"] is True
+    assert not model_check.pretrained(train(REFERENCE, None))
+

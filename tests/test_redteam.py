@@ -42,13 +42,14 @@ REDTEAM = Path(__file__).resolve().parent / "redteam"
 PROJECT = Path(__file__).resolve().parent.parent
 LIMITS = Limits(call_seconds=5, start_seconds=20, submission_seconds=60)
 SUBMISSION_BUDGET = LIMITS.submission_seconds + LIMITS.start_seconds + 20  # a start may begin just before the end
-BATCH_BUDGET = 400  # 16 hostile submissions on 2 jobs; about 2.5 minutes when unloaded
+BATCH_BUDGET = 420  # 17 hostile submissions on 2 jobs; about 2.5 minutes when unloaded
 # Models that cheat the model check (autograder/memorisers.py), each graded beside its honest twin.
 MEMORISERS = {"memoriser_buffer": memorisers.STASHES_IN_A_BUFFER, "memoriser_low_bits": memorisers.HIDES_IN_LOW_BITS,
               "memoriser_in_sandbox": memorisers.CHEATS_ONLY_IN_THE_SANDBOX,
               "memoriser_stack_frame": memorisers.TAKES_THE_HELDOUT_FROM_A_FRAME,
               "memoriser_train_vae": memorisers.REPLACES_TRAIN_VAE,
-              "memoriser_ten_per_step": memorisers.TRAINS_TEN_TIMES_PER_STEP}
+              "memoriser_ten_per_step": memorisers.TRAINS_TEN_TIMES_PER_STEP,
+              "memoriser_pretrained": memorisers.PRETRAINS_AT_IMPORT}
 CANARY = Path("/tmp/vae-redteam-canary")  # a folder outside the worker that the attacks aim at
 ORPHAN = b"vae-redteam-orphan"  # argv[0] of what redteam/escape.py leaves behind
 ISOLATION = sandbox.detect(Settings.from_environment())
@@ -267,7 +268,8 @@ def test_a_forged_answer_to_load_is_that_submissions_error_not_the_classs(batch)
     assert record["score"] == 0 and "malformed reply" in messages(batch, "forger", "gaussian_kl")
 
 
-@pytest.mark.parametrize("submission", [name for name in MEMORISERS if name != "memoriser_ten_per_step"])
+@pytest.mark.parametrize("submission", [name for name in MEMORISERS
+                                        if name not in ("memoriser_ten_per_step", "memoriser_pretrained")])
 def test_a_model_that_cheats_the_model_check_earns_what_its_honest_twin_does(batch, submission):
     """The held-out images never reach the worker that trains or the one that decodes; the
     grader counts the steps. Before, the first four got -19.19 (1 nat above the reference,
@@ -283,6 +285,14 @@ def test_a_model_that_trains_ten_steps_per_step_is_flagged_for_its_cpu_time(batc
     if not Path("/proc/self/stat").exists():
         pytest.skip("no /proc: CPU time cannot be read")
     assert batch.records["memoriser_ten_per_step"]["model"].get("slow_training") is True
+
+
+def test_a_model_trained_while_its_submission_loads_is_flagged_and_its_heldout_points_wait(batch):
+    """Before, 30 points with -19.57 after 1500 steps at import and the grader's 250, unflagged."""
+    model = batch.records["memoriser_pretrained"]["model"]
+    assert model.get("pretrained") is True and model.get("flagged") is True
+    assert model["checkpoints"][0][0] == 0 and model["checkpoints"][0][1] > model["reference_heldout_elbo"] - 2.5
+    assert problem(batch, "memoriser_pretrained", "VAE")["score"] == 30 - 13
 
 
 @pytest.mark.parametrize("submission", ["link_to_reference", "link_to_peer"])

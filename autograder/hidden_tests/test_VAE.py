@@ -149,6 +149,15 @@ def check_heldout_elbo(student, margin):
                       f"(reference {target:.2f}; no legitimate model comes within 2 nats of this)", f"{got:.2f} nats",
                       "flagged for the instructor's review: these points wait for it. A model that remembers the images "
                       "it was shown, or reads the held-out split, earns none.")
+    if model_check.pretrained(reply):
+        student.facts.update(flagged=True)
+        (_, before_training), *_ = reply["checkpoints"]
+        raise failure("that the model earns its held-out ELBO in the training the grader gives it",
+                      "the 297 held-out digits, the model as built, before the first of its Adam steps",
+                      f"far below the pass mark {target - ELBO_MARGIN:.2f} (an untrained VAE is near -44 nats)",
+                      f"{before_training:.2f} nats",
+                      "flagged for the instructor's review: these points wait for it. A model that brings its "
+                      "training along (trained while the notebook loads, or weights pasted in) earns none.")
     if not got >= target - margin:  # also fails for nan
         mistake = None
         if reply["logits"].min() >= 0 and reply["logits"].max() <= 1:
