@@ -297,6 +297,15 @@ def test_a_flagged_model_is_listed_for_review(tmp_path):
     assert "flagged" in Tables(page.read_text()).ids and "review" in page.read_text() and "eve" in page.read_text()
 
 
+def test_a_model_flagged_for_being_at_the_mark_before_training_is_listed_apart(tmp_path):
+    brought = make_record("pat", elbo=-19.6)
+    brought["model"].update(flagged=True, pretrained=True, checkpoints=[[0, -19.8], [250, -19.6]])
+    page = build_report(write_grades(tmp_path / "grades.json", [make_record("ada", elbo=-20.0), brought]),
+                        tmp_path / "out")
+    ids = Tables(page.read_text()).ids
+    assert "pretrained" in ids and "flagged" not in ids and "pat" in page.read_text()
+
+
 def _broken(document_change) -> str:
     document = json_document(class_records())
     document_change(document)
