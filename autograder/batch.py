@@ -24,7 +24,7 @@ from multiprocessing.connection import wait
 
 from tqdm import tqdm
 
-from autograder.collect import Submission, UsageError
+from autograder.collect import Submission, SubmissionError, UsageError
 from autograder.grading import grade, prepare_process, unreadable
 from autograder.record import InvalidRecord, validate_record
 from autograder.store import Key, ResultStore
@@ -150,7 +150,7 @@ def _checked_result(future: Future, submission: Submission, remote: bool) -> tup
         raise GraderFailed(f"graded with grader version {version}, but this grader is {grader_version()}: "
                            "install the same vae-assignment on every Dask worker")
     validate_record(record)
-    if record["id"] != submission.id or record["path"] != str(submission.path):
+    if record["id"] != submission.id or record["path"] != submission.where:
         raise InvalidRecord(f"the record is for {record['id']} ({record['path']})")
     return record, timing
 
@@ -228,16 +228,15 @@ def _look_up(submissions: list[Submission], store: ResultStore | None, regrade: 
     for submission in submissions:
         try:
             loaded = submission.loaded()
-        except OSError as error:
-            known[submission.id] = unreadable(submission, f"the file cannot be read: {error.strerror}",
-                                              sandbox.detect(settings))
+        except SubmissionError as error:  # refused, too large, or not readable: its record says why
+            known[submission.id] = unreadable(submission, str(error), sandbox.detect(settings))
             continue
         key = Key(submission.id, loaded.sha256, version)
         stored = None if store is None or regrade else store.get(key)
         if stored is None:
             pending.append((loaded, key))
         else:
-            known[submission.id] = {**stored, "path": str(submission.path)}  # the folder may have moved
+            known[submission.id] = {**stored, "path": submission.where}  # the folder may have moved
             result.reused += 1
     return known, pending
 

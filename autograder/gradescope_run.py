@@ -4,8 +4,8 @@
 Grades the one submission in $AUTOGRADER_ROOT/submission (default /autograder) into
 $AUTOGRADER_ROOT/results/results.json with `vae-assignment grade FILE --visible-checks --gradescope ...`, the
 command setup.sh put on PATH. Whatever happens, a results.json is left: a submission without
-exactly one notebook or .py file, or a grader that fails, gets a score of 0 and a failed entry
-that says why. Standard library only (any Python 3.8+), so it still reports when the grader's
+exactly one notebook or .py file, one that holds a symbolic link (an unpacked archive keeps
+them), or a grader that fails, gets a score of 0 and a failed entry that says why. Standard library only (any Python 3.8+), so it still reports when the grader's
 own environment is broken; what it prints goes to Gradescope's stdout, shown to instructors only.
 """
 from __future__ import annotations
@@ -33,6 +33,15 @@ def candidates(folder: Path) -> list[Path]:
                   if path.is_file() and path.suffix in (".ipynb", ".py")
                   and not any(part.startswith(".") or part in _IGNORED_FOLDERS
                               for part in path.relative_to(folder).parts))
+
+
+def symbolic_links(folder: Path) -> list[str]:
+    """The symbolic links anywhere in the upload (never followed), relative to it."""
+    found = []
+    for root, folders, files in os.walk(folder):
+        found += [str((Path(root) / name).relative_to(folder)) for name in folders + files
+                  if (Path(root) / name).is_symlink()]
+    return sorted(found)
 
 
 def choose(files: list[Path]) -> Path | None:
@@ -113,9 +122,12 @@ def main() -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     results.unlink(missing_ok=True)  # never report an earlier run's results
     try:
-        files = candidates(folder)
+        files, links = candidates(folder), symbolic_links(folder)
         chosen = choose(files)
-        if chosen is None:
+        if links:  # it could point at anything on the grading machine: the grader reads no link
+            problem = (f"Your submission holds symbolic links ({', '.join(links[:5])}), which are refused: "
+                       "upload the files themselves. Submit again.")
+        elif chosen is None:
             problem = f"Expected {EXPECTED} in your submission, but found {what_was_found(folder, files)}. Submit again."
         else:
             print(f"grading {chosen}", flush=True)

@@ -5,10 +5,12 @@ and what every output (JSON, CSV, Gradescope) is written from.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from autograder import record, reference_cache
-from autograder.collect import Submission, SubmissionError, read_cells
+from autograder.collect import Submission, SubmissionError, cells_of
 from autograder.isolation import sandbox
 from autograder.scoring import not_graded, run_hidden_tests
 from autograder.settings import Settings
@@ -29,18 +31,21 @@ def grade(submission: Submission, settings: Settings, timing: dict | None = None
     `visible_checks` adds the notebook's visible checks (for Gradescope), run after the hidden
     tests so that they cannot change a score. `isolation`: this process's, detected once
     (under `settings` when not given)."""
+    started = time.monotonic()
     isolation = isolation or sandbox.detect(settings)
     limits = settings.limits
     if limits.require_sandbox:
         sandbox.require(isolation)
     try:
-        cells = read_cells(submission.path, submission.content)
+        cells = cells_of(submission)
     except SubmissionError as error:
         return unreadable(submission, str(error), isolation)
-    except OSError as error:
-        return unreadable(submission, f"the file cannot be read: {error.strerror}", isolation)
-    student = Student(cells, limits, isolation, settings.worker_start)
+    notebook = submission.path.suffix == ".ipynb"
+    student = Student(cells, limits, isolation, settings.worker_start, notebook=notebook, started=started)
     try:
+        broken = None if notebook else student.compile_error()  # a module that does not compile: nothing runs
+        if broken is not None:
+            return unreadable(submission, broken, isolation)
         run = run_hidden_tests(student)
         problems = record.problems_from(run.results)
         checks = student.visible_checks() if visible_checks else None
@@ -59,5 +64,4 @@ def unreadable(submission: Submission, reason: str, isolation: sandbox.Isolation
 
 def _record(submission: Submission, problems: dict, error: str | None, isolation: sandbox.Isolation,
             cell_errors: list[tuple[str, str]] = (), model: dict | None = None) -> dict:
-    return record.build(submission.id, str(submission.path), problems, error, isolation.level,
-                        cell_errors, model)
+    return record.build(submission.id, submission.where, problems, error, isolation.level, cell_errors, model)

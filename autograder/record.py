@@ -54,7 +54,8 @@ def build(submission_id: str, path: str, problems: dict, error: str | None, isol
         "error": error,
         "cell_errors": [{"cell": label, "error": message} for label, message in cell_errors],
         "problems": problems,
-        # The trained model's held-out ELBO and the reference's (nats per image), when trained.
+        # The trained model's held-out ELBO and the reference's (nats per image), when trained,
+        # and how it was trained (model_check.how_trained).
         "model": {"heldout_elbo": None, "reference_heldout_elbo": None, **(model or {})},
         "isolation": isolation,
     }
@@ -138,14 +139,28 @@ def _is_visible_check(value: object) -> bool:
             and type(value["passed"]) is bool and _is_text(value["output"]))
 
 
+def _is_checkpoint(value: object) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and type(value[0]) is int
+            and (value[1] is None or _is_number(value[1])))
+
+
+# The model's keys that are not numbers (or null): how each is checked, and what it must be.
+MODEL_FIELDS = {
+    "flagged": (lambda v: v is True, "true (or no key)"),
+    "slow_training": (lambda v: v is True, "true (or no key)"),
+    "pretrained": (lambda v: v is True, "true (or no key)"),
+    "stopped_early": (lambda v: type(v) is bool, "true or false"),
+    "checkpoints": (lambda v: isinstance(v, list) and all(map(_is_checkpoint, v)), "a list of [step, ELBO or null]"),
+}
+
+
 def _check_model(model: object, where: str) -> None:
     if not isinstance(model, dict):
         _fail(f"{where} is not an object")
     for key, value in model.items():
-        if key != "flagged" and not (value is None or _is_number(value)):
-            _fail(f"{where}.{key} is {value!r:.60}; expected a number or null")
-    if model.get("flagged", True) is not True:
-        _fail(f"{where}.flagged is {model['flagged']!r:.60}; expected true (or no key)")
+        check, expected = MODEL_FIELDS.get(key, (lambda v: v is None or _is_number(v), "a number or null"))
+        if not check(value):
+            _fail(f"{where}.{key} is {value!r:.60}; expected {expected}")
 
 
 def validate_record(record: object, where: str = "the record") -> dict:

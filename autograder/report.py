@@ -376,10 +376,20 @@ def _model_section(records: list[dict]) -> Section:
     out = ["<h2>Model problem: held-out ELBO</h2>"]
     if not models:
         return out + ['<p class="note" id="no-models">No submission has a trained model\'s held-out ELBO.</p>'], {}
-    flagged = [record["id"] for record in records if (record.get("model") or {}).get("flagged")]
+    flagged = [(record["id"], record["model"].get("pretrained")) for record in records
+               if (record.get("model") or {}).get("flagged")]
+    implausible = [student for student, pretrained in flagged if not pretrained]
+    brought = [student for student, pretrained in flagged if pretrained]
     review = [f'<p class="flagged" id="flagged">Flagged for review, a held-out ELBO more than {ELBO_PLAUSIBLE_MARGIN:g} '
               f"nats above the reference's, which no legitimate model reaches (its held-out ELBO points wait for the review): "
-              f"{html.escape(', '.join(flagged))}.</p>"] if flagged else []
+              f"{html.escape(', '.join(implausible))}.</p>"] if implausible else []
+    review += ['<p class="flagged" id="pretrained">Flagged for review, a model at the pass mark before the grader '
+               "trained it, so trained while its submission loaded or with weights pasted in (its held-out ELBO "
+               f"points wait for the review): {html.escape(', '.join(brought))}.</p>"] if brought else []
+    slow = [record["id"] for record in records if (record.get("model") or {}).get("slow_training")]
+    review += ['<p class="flagged" id="slow-training">Flagged for review, a training that used several times the '
+               "reference's CPU time per step, as a model that trains more than the steps it is given would (its "
+               f"points stand): {html.escape(', '.join(slow))}.</p>"] if slow else []
     within = sum(elbo >= ref - ELBO_MARGIN for _, elbo, ref in models)
     floor = sum(elbo >= ref - ELBO_FLOOR_MARGIN for _, elbo, ref in models)
     png = plot_model(models)

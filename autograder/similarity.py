@@ -31,7 +31,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from autograder.collect import Submission, SubmissionError, find_submissions, read_cells
+from autograder.collect import Submission, SubmissionError, cells_of, find_submissions
 from autograder.files import write_atomically
 
 NOISE_CHARS = 25           # copydetect's k (its default): shorter matches of normalised code are noise
@@ -103,11 +103,9 @@ def own_code(submission: Submission) -> OwnCode:
     notebook order (a solution cell left as released is not theirs)."""
     release, given = _release_code()
     try:
-        cells = read_cells(submission.path, submission.content)
+        cells = cells_of(submission)
     except SubmissionError as error:
         return OwnCode(submission.id, "", str(error))
-    except OSError as error:
-        return OwnCode(submission.id, "", f"the file cannot be read: {error.strerror}")
     own = "\n\n".join(source.strip("\n") for label, source in cells
                        if label not in given and source.strip() != release.get(label, "").strip()) + "\n"
     if len(own) > MAX_OWN_CHARS:  # the reference is under 5,000: a flood, not a solution
@@ -144,9 +142,15 @@ def compare(codes: list[OwnCode], threshold: float = FLAG_SCORE) -> Similarity:
     the first `PAIRS_DETAILED` of them with their matching regions."""
     from copydetect import compare_files
 
-    readable = sorted((c for c in codes if c.error is None), key=lambda c: c.student)
     boilerplate = _boilerplate_hashes()
-    prints = [_fingerprint(c.code, boilerplate) for c in readable]
+    codes, readable, prints = list(codes), [], []
+    for index, code in sorted(enumerate(codes), key=lambda item: item[1].student):
+        if code.error is None:
+            try:
+                prints.append(_fingerprint(code.code, boilerplate))
+                readable.append(code)
+            except Exception as error:  # noqa: BLE001 - one student's code, never the class's comparison
+                codes[index] = OwnCode(code.student, "", f"its code cannot be compared: {type(error).__name__}")
     # The fingerprints are a function of the normalised code: students whose normalised code is
     # the same (a class handing in one solution) share one comparison per pair of distinct codes.
     first_with = {}

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 from assignment.contract import CONTRACT
+from autograder import process_cpu
 from autograder.isolation import sandbox, template_client
 from autograder.isolation.limits import Limits
 from autograder.isolation.process import start_limited, worker_environment, worker_rlimits
@@ -80,15 +81,25 @@ class OutputTrap:
         return text + tail.decode(errors="replace")
 
 
+def _rows(value: object, types: tuple[type, ...]) -> list[tuple]:
+    """`value` as a list of rows of these types, or WorkerFailure (a malformed reply)."""
+    if not (isinstance(value, list) and all(isinstance(row, list) and len(row) == len(types)
+                                            and all(type(v) is t for v, t in zip(row, types)) for row in value)):
+        raise WorkerFailure("the worker sent a malformed reply")
+    return [tuple(row) for row in value]
+
+
 class Worker:
     """One worker process with the submission's cells loaded: forked from this process's
     template where possible (isolation.template_client), else a fresh sandboxed Python.
     `worker_start`: Settings.worker_start ("classic": never forked)."""
 
     def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation,
-                 worker_start: str = "auto"):
+                 worker_start: str, notebook: bool = False):
+        """`notebook`: the cells are a notebook's, whose IPython syntax the worker turns into Python."""
         self.cells, self.limits, self.worker_start = cells, limits, worker_start
         self.workdir: str | None = None
+        self.tree_root: int | None = None  # the pid whose process tree is this worker (cpu_seconds)
         if limits.require_sandbox:
             sandbox.require(isolation)
         self.sandboxed = isolation.sandboxed
@@ -105,11 +116,13 @@ class Worker:
         try:
             self.request("ping", self.limits.start_seconds, None, {})
             self.start_seconds = time.perf_counter() - started  # until it answers, before the submission
-            reply = self.request("load", self.limits.start_seconds, None, {"cells": cells})
+            reply = self.request("load", self.limits.start_seconds, None, {"cells": cells, "notebook": notebook})
+            # what the submission's code may have tampered with: checked, never trusted
+            self.cell_errors: list[tuple[str, str]] = _rows(reply.get("cell_errors"), (str, str))
+            self.compile_errors: list[tuple[str, str]] = _rows(reply.get("compile_errors", []), (str, str))
         except WorkerFailure:
             self.close()  # no one else holds this half-started worker: free its pipes and folder
             raise
-        self.cell_errors: list[tuple[str, str]] = [tuple(pair) for pair in reply["cell_errors"]]
 
     def _fork(self, request_read: int, reply_write: int, output_write: int, isolation: sandbox.Isolation):
         template = template_client.shared_template(worker_environment(untrusted_template.WORKDIR), isolation,
@@ -172,6 +185,16 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by this worker and every process it started (process_cpu);
+        None where /proc cannot tell."""
+        if self.tree_root is None:
+            if isinstance(self.process, template_client.ForkedProcess):  # found by the pipe it reads
+                self.tree_root = process_cpu.holder_of_pipe(self.process.template.process.pid, self.request_fd) or 0
+            else:
+                self.tree_root = self.process.pid
+        return process_cpu.tree_seconds(self.tree_root) if self.tree_root else None
+
     def take_output(self) -> str:
         return self.output.take()
 
@@ -200,18 +223,21 @@ class Student:
     """
 
     def __init__(self, cells: list[tuple[str, str]], limits: Limits, isolation: sandbox.Isolation,
-                 worker_start: str):
+                 worker_start: str, *, notebook: bool = False, started: float | None = None):
         """`limits`, `isolation` and `worker_start`: what the grading process resolved once from its
         settings (`Settings.limits`, `sandbox.detect(settings)`, `Settings.worker_start`); nothing
-        here has a default of its own."""
-        self.cells, self.limits = cells, limits
+        here has a default of its own. `notebook`: the cells are a notebook's. `started`: when the
+        submission's time began (time.monotonic(); now when not given), so that reading it counts
+        against its limit too."""
+        self.cells, self.limits, self.notebook = cells, limits, notebook
         self.isolation, self.worker_start = isolation, worker_start
-        self.deadline = time.monotonic() + limits.submission_seconds
+        self.deadline = (time.monotonic() if started is None else started) + limits.submission_seconds
         self.worker: Worker | None = None
         self.failure: WorkerFailure | None = None
         self.seed = 0
         self.load_errors: list[tuple[str, str]] = []
         self.trained: dict = {}
+        self.encoder: Worker | None = None  # the worker that encodes the held-out images (model_check)
         self.training_failures: dict[str, Exception] = {}  # by the model's arguments
         self.generation = 0  # counts workers started, so cached model handles can be dropped
         self.start_failure: WorkerFailure | None = None  # a load that timed out, once for all tests
@@ -233,7 +259,7 @@ class Student:
             self.generation += 1
             started = time.perf_counter()
             try:
-                self.worker = Worker(self.cells, self.limits, self.isolation, self.worker_start)
+                self.worker = Worker(self.cells, self.limits, self.isolation, self.worker_start, self.notebook)
             except TimeLimitExceeded as failure:  # loading hangs: it would hang for every test
                 self.timing["worker_start"] += time.perf_counter() - started
                 self.start_failure = TimeLimitExceeded(f"loading your submission: {failure}")
@@ -246,18 +272,27 @@ class Student:
             self.load_errors = self.worker.cell_errors
         return self.worker
 
+    def compile_error(self) -> str | None:
+        """Why the first cell that does not compile does not ("SyntaxError on line 3: ..."),
+        once the submission is loaded in a worker; None when every cell compiles or no worker
+        could be started (the tests then say why)."""
+        try:
+            worker = self._worker()
+        except WorkerFailure:
+            return None
+        return next((why for _, why in worker.compile_errors), None)
+
     def request(self, op: str, timeout: float | None = None, rng_seed: int | None = None, **args) -> dict:
         """One request to the worker. Torch is seeded first with `rng_seed` when given, else with
         a counter that restarts at every test; numpy and random always with the counter. So
         results are repeatable, and only torch's generator repeats under a fixed `rng_seed`."""
         if self.failure is not None:
             raise self.failure
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            self.failure = WorkerFailure(
-                f"the submission used up its total time limit of {self.limits.submission_seconds:g} s"
-            )
-            raise self.failure
+        try:
+            remaining = self._time_left()
+        except WorkerFailure as failure:
+            self.failure = failure
+            raise
         self.seed += 1
         try:
             return self._worker().request(
@@ -298,57 +333,98 @@ class Student:
         """`model.method(*args)` with known-good sampling (fixed `eps` when given)."""
         return self.request("model_call", handle=handle, method=method, args=list(args), eps=eps)
 
-    def trained_model(self, kwargs: dict, training: Callable[[], dict], x_heldout: torch.Tensor,
-                      eval_eps: torch.Tensor) -> tuple[int, dict]:
-        """A model built with `kwargs` and trained with the arguments `training()` gives (asked
-        only once the model is built), trained once per worker and then reused; the reply holds
-        its mu and logvar on `x_heldout` and the logits for z = mu + exp(logvar / 2) * eval_eps.
-        The logits come from a fresh worker that never saw `x_heldout`, holding only the trained
-        weights: nothing the model kept while it was shown the held-out images can reach them.
-        Training is repeatable, so one that failed fails every later test the same way without
-        running again."""
+    def trained_model(self, kwargs: dict, train: Callable[[int], dict]) -> tuple[int, dict]:
+        """The model VAE(**kwargs) built in this submission's worker and trained by `train(handle)`
+        (model_check drives the training and says what the reply holds), once per worker and
+        then reused. Training is repeatable, so one that failed fails every later test the same
+        way without running again."""
         key = (self.generation, repr(kwargs))
         if repr(kwargs) in self.training_failures:
             raise self.training_failures[repr(kwargs)]
         if self.trained.get("key") != key:
             handle = self.new_model(**kwargs)
-            started = time.perf_counter()
+            started, starts_before = time.perf_counter(), self.timing["worker_start"]
             try:
-                reply = self.request("model_train", self.limits.train_seconds, handle=handle, x_heldout=x_heldout,
-                                     eval_eps=eval_eps, **training())
-                self.timing["model_training"] += time.perf_counter() - started
-                reply["logits"] = self.decoded_in_fresh_worker(kwargs, reply, eval_eps)
+                reply = train(handle)
             except (StudentError, WorkerFailure) as failure:
                 self.training_failures[repr(kwargs)] = failure
                 raise
+            finally:
+                self._close_encoder()
+                # the estimates' workers count as worker starts, the rest as training
+                self.timing["model_training"] += (time.perf_counter() - started
+                                                  - (self.timing["worker_start"] - starts_before))
             self.trained = {"key": (self.generation, *key[1:]), "value": (handle, reply)}
         return self.trained["value"]
 
-    def decoded_in_fresh_worker(self, kwargs: dict, trained: dict, eval_eps: torch.Tensor) -> object:
-        """decode(mu + exp(logvar / 2) * eval_eps) by VAE(**kwargs) built anew, with the trained
-        weights, in a worker of its own (closed after), or None where mu and logvar do not fit
-        the noise (the model check then says what is wrong with their shapes)."""
-        mu, logvar = trained.get("mu"), trained.get("logvar")
-        if not (type(mu) is torch.Tensor and type(logvar) is torch.Tensor and mu.is_floating_point()
-                and logvar.is_floating_point() and mu.shape == logvar.shape == eval_eps.shape[1:]):
-            return None
-        z = (mu + torch.exp(0.5 * logvar) * eval_eps).to(mu.dtype)
-        if self.deadline - time.monotonic() <= 0:
-            raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
-        worker = Worker(self.cells, self.limits, self.isolation, self.worker_start)
+    # --- what model_check drives: training in chunks, estimates in other workers ------------
+    def begin_training(self, handle: int, batch_size: int, lr: float, seed: int) -> None:
+        """Begin training the model `handle` in this submission's worker, on the training split
+        only, with the loop the worker bound before it loaded the submission."""
+        self.request("model_train_begin", handle=handle, batch_size=batch_size, lr=lr, seed=seed)
+
+    def train_steps(self, count: int, timeout: float) -> None:
+        """`count` more training steps (the grader counts them; nothing the worker says does)."""
+        self.request("model_train_steps", timeout, count=count)
+
+    def worker_cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by this submission's worker and all it started, threads and
+        processes included (None where that cannot be read)."""
+        return self.worker.cpu_seconds() if self.worker is not None else None
+
+    def weights(self, handle: int) -> dict:
+        """A snapshot of the model's state dict: {name: tensor}; what else the worker sends is
+        dropped (the other worker then fails to load it, as the student's own code would)."""
+        weights = self.request("model_weights", handle=handle).get("weights")
+        if not isinstance(weights, dict):
+            raise WorkerFailure("the worker sent a malformed reply")
+        return weights
+
+    def encoded_apart(self, kwargs: dict, weights: dict, x: torch.Tensor) -> object:
+        """encode(x) by VAE(**kwargs) built anew with `weights`, in evaluation mode, in a worker
+        of its own: the only one that sees `x` (the held-out images), kept for the training's
+        later estimates (it can only answer mu and logvar) and closed after it."""
+        if self.encoder is None or not self.encoder.alive():
+            self._close_encoder()
+            self.encoder = self._fresh_worker()
+        return self._apart(self.encoder, "model_encode", {"kwargs": kwargs, "weights": weights, "x": x})
+
+    def decoded_in_fresh_worker(self, kwargs: dict, weights: dict, z: torch.Tensor) -> object:
+        """decode(z) by VAE(**kwargs) built anew with `weights`, in evaluation mode, in a fresh
+        worker (closed after): it never sees a held-out image, nor what an earlier one decoded."""
+        worker = self._fresh_worker()
         try:
-            self.timing["worker_start"] += worker.start_seconds
-            self.timing[f"{worker.start_path}_starts"] += 1
-            timeout = min(self.limits.call_seconds, self.deadline - time.monotonic())
-            request = {"kwargs": kwargs, "weights": trained.get("weights"), "z": z}
-            return worker.request("model_decode", timeout, 1, request)["out"]
+            return self._apart(worker, "model_decode", {"kwargs": kwargs, "weights": weights, "z": z})
         finally:
             worker.close()
+
+    def _time_left(self) -> float:
+        """Seconds left of the submission's total time, or WorkerFailure once there are none."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkerFailure(f"the submission used up its total time limit of {self.limits.submission_seconds:g} s")
+        return remaining
+
+    def _fresh_worker(self) -> Worker:
+        self._time_left()
+        worker = Worker(self.cells, self.limits, self.isolation, self.worker_start, self.notebook)
+        self.timing["worker_start"] += worker.start_seconds
+        self.timing[f"{worker.start_path}_starts"] += 1
+        return worker
+
+    def _apart(self, worker: Worker, op: str, request: dict) -> object:
+        return worker.request(op, min(self.limits.call_seconds, self._time_left()), 1, request)["out"]
+
+    def _close_encoder(self) -> None:
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder = None
 
     def take_output(self) -> str:
         return self.worker.take_output() if self.worker is not None else ""
 
     def close(self) -> None:
+        self._close_encoder()
         if self.worker is not None:
             self.worker.close()
             self.worker = None

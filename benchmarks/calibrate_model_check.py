@@ -4,8 +4,9 @@
     python -m benchmarks.calibrate_model_check --only dropout,batchnorm   # some models only
 
 Each model trains in a real sandboxed worker, as the grader trains it (known-good sampler and
-loss, the model check's budget), but never stops early: the worker reports its held-out ELBO
-estimate every `check_every` steps and the grader scores the model after the whole budget.
+loss, the model check's budget, estimates from snapshots of the weights in other workers),
+but never stops early: the held-out ELBO is estimated every `check_every` steps and the last
+estimate, after the whole budget, is the grader's score.
 The table shows, for each model and training seed, those values, the step at which the early
 pass would have stopped it, and whether the two rules (score after the whole budget, or pass
 at the first checkpoint within the margin) give the same points.
@@ -15,15 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from assignment.contract import ELBO_FLOOR_MARGIN, ELBO_MARGIN
-from autograder import model_check
+from autograder import memorisers, model_check
 from autograder.catalogue import CORRECT, MISTAKES, build_source
 from autograder.grading import prepare_process
 from autograder.isolation import sandbox
-from autograder.memorisers import READS_THE_HELDOUT_SPLIT, REMEMBERS_WHAT_IT_ENCODES
 from autograder.settings import Settings
 from autograder.worker_client import Student
 
@@ -46,8 +46,9 @@ def models() -> list[Model]:
     found += [Model(v.name, "mistake", build_source(v), model_check.MODEL_KWARGS)
               for v in MISTAKES if v.problem == "VAE" and v.name.startswith(("vae_blind", "vae_softplus",
                                                                             "vae_decoder", "vae_forward"))]
-    found += [Model("remembers what it encodes", "memorising", REMEMBERS_WHAT_IT_ENCODES, model_check.MODEL_KWARGS),
-              Model("reads the held-out split", "memorising", READS_THE_HELDOUT_SPLIT, model_check.MODEL_KWARGS)]
+    found += [Model(name.lower().replace("_", " "), "memorising", getattr(memorisers, name), model_check.MODEL_KWARGS)
+              for name in ("REMEMBERS_WHAT_IT_ENCODES", "READS_THE_HELDOUT_SPLIT", "STASHES_IN_A_BUFFER",
+                           "HIDES_IN_LOW_BITS", "TAKES_THE_HELDOUT_FROM_A_FRAME")]
     return found
 
 
@@ -59,21 +60,18 @@ def points(elbo: float, target: float) -> str:
 
 def train(model: Model, seed: int, settings: Settings, isolation: sandbox.Isolation) -> dict:
     """Checkpoint estimates and the grader's score after the whole budget, for one seed."""
-    x = model_check.heldout_data()
-    eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
     student = Student([("vae.py", model.source)], settings.limits, isolation, settings.worker_start)
     try:
         handle = student.request("model_new", rng_seed=1 + seed, kwargs=model.kwargs)["handle"]
-        training = {**model_check.training_arguments(), "seed": seed, "stop_at": None}
         started = time.perf_counter()
-        reply = student.request("model_train", student.limits.train_seconds, handle=handle, x_heldout=x, eval_eps=eps,
-                                **training)
+        reply = model_check.train_and_estimate(student, handle, None, replace(model_check.BUDGET, seed=seed),
+                                               model.kwargs)
         seconds = time.perf_counter() - started
-        logits = student.decoded_in_fresh_worker(model.kwargs, reply, eps)  # as the grader scores it
     finally:
         student.close()
-    final = model_check.heldout_elbo(reply["mu"], reply["logvar"], logits)
-    return {"checkpoints": dict(reply["checkpoints"]), "final": final, "seconds": seconds}
+    values = {step: float("nan") if value is None else value for step, value in reply["checkpoints"]}
+    final = values.pop(model_check.BUDGET.steps)
+    return {"checkpoints": values, "final": final, "seconds": seconds}
 
 
 def row(model: Model, seed: int, run: dict, target: float, stop_at: float) -> tuple[str, bool]:
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     isolation = sandbox.detect(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
     target = model_check.reference_heldout_elbo()
-    stop_at = model_check.training_arguments()["stop_at"]
+    stop_at = model_check.pass_mark()
     every, budget = model_check.BUDGET.check_every, model_check.BUDGET.steps
     steps = list(range(every, budget, every))
     lines = [f"Reference model after {budget} steps: {target:.2f} nats; full points from {target - ELBO_MARGIN:.2f}, "

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder import memorisers
 from autograder.batch import grade_all
 from autograder.cli import main
 from autograder.collect import find_submissions
@@ -42,7 +43,14 @@ REDTEAM = Path(__file__).resolve().parent / "redteam"
 PROJECT = Path(__file__).resolve().parent.parent
 LIMITS = Limits(call_seconds=5, start_seconds=20, submission_seconds=60)
 SUBMISSION_BUDGET = LIMITS.submission_seconds + LIMITS.start_seconds + 20  # a start may begin just before the end
-BATCH_BUDGET = 300  # 8 hostile submissions on 2 jobs; about 2 minutes when unloaded
+BATCH_BUDGET = 420  # 17 hostile submissions on 2 jobs; about 2.5 minutes when unloaded
+# Models that cheat the model check (autograder/memorisers.py), each graded beside its honest twin.
+MEMORISERS = {"memoriser_buffer": memorisers.STASHES_IN_A_BUFFER, "memoriser_low_bits": memorisers.HIDES_IN_LOW_BITS,
+              "memoriser_in_sandbox": memorisers.CHEATS_ONLY_IN_THE_SANDBOX,
+              "memoriser_stack_frame": memorisers.TAKES_THE_HELDOUT_FROM_A_FRAME,
+              "memoriser_train_vae": memorisers.REPLACES_TRAIN_VAE,
+              "memoriser_ten_per_step": memorisers.TRAINS_TEN_TIMES_PER_STEP,
+              "memoriser_pretrained": memorisers.PRETRAINS_AT_IMPORT}
 # A folder outside the worker that the attacks aim at, and argv[0] of what redteam/escape.py
 # and hang.py leave behind: the submissions name them as below, and this run writes them in
 # with names of its own (two runs on one machine must not see each other's).
@@ -126,6 +134,11 @@ def batch(tmp_path_factory, wait_until) -> Batch:
     for path in sorted(REDTEAM.glob("*.py")):
         source = path.read_text().replace(CANARY_IN_SOURCES, str(CANARY)).replace(ORPHAN_IN_SOURCES, ORPHAN.decode())
         (class_folder / path.name).write_text(source)
+    for name, source in MEMORISERS.items():
+        (class_folder / f"{name}.py").write_text(source)
+    (class_folder / "honest_twin.py").write_text(memorisers.REFERENCE)  # what each memoriser must score
+    (class_folder / "link_to_reference.py").symlink_to(PROJECT / "solutions" / "vae.py")
+    (class_folder / "link_to_peer.py").symlink_to(class_folder / "honest_twin.py")
     CANARY.mkdir(mode=0o777)
     CANARY.chmod(0o777)
     output_path = grader / "grades-redteam.json"
@@ -155,7 +168,7 @@ def batch(tmp_path_factory, wait_until) -> Batch:
     output.close()
     result = Batch(
         records={r["id"]: r for r in records},
-        seconds={r["id"]: t["total"] if isinstance(t, dict) else t for r, t in zip(records, timings)},
+        seconds={r["id"]: t.get("total", 0.0) for r, t in zip(records, timings)},  # {}: refused, not graded
         elapsed=elapsed,
         orphans=orphans(),
         children=sorted(set(children_of(os.getpid())) - earlier_children),
@@ -187,8 +200,9 @@ def passed(batch: Batch, submission: str, name: str) -> set[str]:
 
 # --- the whole batch -------------------------------------------------------------------------
 def test_every_submission_is_graded_with_the_isolation_in_its_record(batch):
-    assert sorted(batch.records) == ["baseline_zeros", "crash", "escape", "flood", "hang", "liar", "sleepy_import",
-                                     "snoop", "writer"]
+    assert sorted(batch.records) == sorted(["baseline_zeros", "crash", "escape", "flood", "forger", "hang", "liar",
+                                            "sleepy_import", "snoop", "writer", "honest_twin", "link_to_reference",
+                                            "link_to_peer", *MEMORISERS])
     assert {r["isolation"] for r in batch.records.values()} == {ISOLATION.level}
 
 
@@ -256,6 +270,46 @@ def test_an_import_that_sleeps_for_an_hour_is_stopped_by_the_start_timeout(batch
     # One start timeout, then every test fails at once with the same reason (no retry per test).
     assert all("loading your submission" in m and "did not finish within 20 s" in m for m in messages)
     assert batch.seconds["sleepy_import"] < LIMITS.start_seconds + 15
+
+
+# --- what reaches the grader's side: replies, the model check, symbolic links ------------------------
+def test_a_forged_answer_to_load_is_that_submissions_error_not_the_classs(batch):
+    record = batch.records["forger"]
+    assert record["score"] == 0 and "malformed reply" in messages(batch, "forger", "gaussian_kl")
+
+
+@pytest.mark.parametrize("submission", [name for name in MEMORISERS
+                                        if name not in ("memoriser_ten_per_step", "memoriser_pretrained")])
+def test_a_model_that_cheats_the_model_check_earns_what_its_honest_twin_does(batch, submission):
+    """The held-out images never reach the worker that trains or the one that decodes; the
+    grader counts the steps. Before, the first four got -19.19 (1 nat above the reference,
+    unflagged) and the last trained 10,000 steps saying 1,000."""
+    model, honest = batch.records[submission]["model"], batch.records["honest_twin"]["model"]
+    assert model == honest and "flagged" not in model and "slow_training" not in model
+    assert problem(batch, submission, "VAE")["score"] == problem(batch, "honest_twin", "VAE")["score"] == 30
+
+
+def test_a_model_that_trains_ten_steps_per_step_is_flagged_for_its_cpu_time(batch):
+    """Nothing to replace: it runs nine more Adam steps inside each forward. Its points stand
+    (the timing is the machine's); the record flags it for review."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc: CPU time cannot be read")
+    assert batch.records["memoriser_ten_per_step"]["model"].get("slow_training") is True
+
+
+def test_a_model_trained_while_its_submission_loads_is_flagged_and_its_heldout_points_wait(batch):
+    """Before, 30 points with -19.57 after 1500 steps at import and the grader's 250, unflagged."""
+    model = batch.records["memoriser_pretrained"]["model"]
+    assert model.get("pretrained") is True and model.get("flagged") is True
+    assert model["checkpoints"][0][0] == 0 and model["checkpoints"][0][1] > model["reference_heldout_elbo"] - 2.5
+    assert problem(batch, "memoriser_pretrained", "VAE")["score"] == 30 - 13
+
+
+@pytest.mark.parametrize("submission", ["link_to_reference", "link_to_peer"])
+def test_a_submission_that_is_a_symbolic_link_is_refused(batch, submission):
+    """Before, a link to solutions/vae.py scored 100."""
+    record = batch.records[submission]
+    assert record["score"] == 0 and "symbolic link" in record["error"]
 
 
 # --- what only the OS sandbox contains ----------------------------------------------------------

@@ -276,12 +276,29 @@ def test_a_record_without_model_reads_as_not_trained(tmp_path):
     assert "no-models" in Tables(page.read_text()).ids
 
 
+def test_a_training_flagged_slow_is_listed_for_review(tmp_path):
+    slow = make_record("sam", elbo=-20.0)
+    slow["model"].update(slow_training=True, training_steps=250, stopped_early=True, checkpoints=[[250, -20.0]])
+    page = build_report(write_grades(tmp_path / "grades.json", [make_record("ada", elbo=-20.0), slow]),
+                        tmp_path / "report")
+    assert "slow-training" in Tables(page.read_text()).ids and "sam" in page.read_text()
+
+
 def test_a_flagged_model_is_listed_for_review(tmp_path):
     flagged = make_record("eve", elbo=-9.5)
     flagged["model"]["flagged"] = True
     page = build_report(write_grades(tmp_path / "grades.json", [make_record("ada", elbo=-20.0), flagged]),
                         tmp_path / "out")
     assert "flagged" in Tables(page.read_text()).ids and "review" in page.read_text() and "eve" in page.read_text()
+
+
+def test_a_model_flagged_for_being_at_the_mark_before_training_is_listed_apart(tmp_path):
+    brought = make_record("pat", elbo=-19.6)
+    brought["model"].update(flagged=True, pretrained=True, checkpoints=[[0, -19.8], [250, -19.6]])
+    page = build_report(write_grades(tmp_path / "grades.json", [make_record("ada", elbo=-20.0), brought]),
+                        tmp_path / "out")
+    ids = Tables(page.read_text()).ids
+    assert "pretrained" in ids and "flagged" not in ids and "pat" in page.read_text()
 
 
 def _broken(document_change) -> str:
@@ -301,6 +318,10 @@ def _broken(document_change) -> str:
     (_broken(lambda d: d["submissions"][0].update(score="90")), "submissions[0].score is '90'; expected a number"),
     (_broken(lambda d: d["submissions"][0]["model"].update(flagged=False)),
      "submissions[0].model.flagged is False; expected true (or no key)"),
+    (_broken(lambda d: d["submissions"][0]["model"].update(checkpoints=[[250, "-20"]])),
+     "submissions[0].model.checkpoints is [[250, '-20']]; expected a list of [step, ELBO or null]"),
+    (_broken(lambda d: d["submissions"][0]["model"].update(stopped_early="yes")),
+     "submissions[0].model.stopped_early is 'yes'; expected true or false"),
     (_broken(lambda d: d["submissions"][1]["problems"]["elbo"]["tests"][1].update(status="skipped")),
      "submissions[1].problems.elbo.tests[1].status is 'skipped'; expected one of passed, failed, error"),
     (_broken(lambda d: d["submissions"][2]["problems"]["VAE"]["tests"][0].pop("mistake")),

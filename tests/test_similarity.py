@@ -65,13 +65,13 @@ def test_the_command_writes_the_pairs_as_json_and_side_by_side(class_folder, com
     folder.mkdir()
     for path in class_folder.glob("*reference*"):
         (folder / path.name.replace("copy_of_", hostile)).write_bytes(path.read_bytes())
-    (folder / "unreadable.py").write_text("def f(:\n")
+    (folder / "unreadable.py").write_bytes(b"def f(\xff):\n")  # code that does not compile is still compared
     assert main(["similarity", str(folder), "--out", str(tmp_path / "out")]) == EXIT_OK
     document = json.loads((tmp_path / "out" / "similarity.json").read_text())
     (pair,) = document["pairs"]
     assert pair["students"] == [f"{hostile}reference", "reference"]
     assert pair["score"] == next(p.score for p in compared.flagged if p.students[1] == "reference")
-    assert document["not_compared"] == {"unreadable": "SyntaxError on line 1: invalid syntax"}
+    assert document["not_compared"] == {"unreadable": "the file is not UTF-8 text (byte 6)"}
     page = (tmp_path / "out" / "similarity.html").read_text()
     assert hostile not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;reference" in page
     code = similarity.own_code(find_submissions([folder / "reference.ipynb"])[0]).code

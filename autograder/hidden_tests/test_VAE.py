@@ -116,16 +116,10 @@ def test_gradients_reach_encoder_and_decoder(student):
                           "is something detached (mu, logvar or z), or computed outside torch?")
 
 
-def trained(student):
-    x = model_check.heldout_data()
-    eps = model_check.evaluation_noise(len(x), model_check.MODEL_KWARGS["z_dim"])
-    return student.trained_model(model_check.MODEL_KWARGS, model_check.training_arguments, x, eps)
-
-
 @pytest.mark.points(4)
 def test_sample_from_the_prior(student):
     """sample(n) gives (n, x_dim) probabilities in [0, 1] decoded from z ~ N(0, I)."""
-    handle, _ = trained(student)
+    handle, _ = model_check.trained(student)
     probs = student.model_call(handle, "sample", 4000)["out"]
     expect_shape(probs, (4000, 64), "the shape of sample(4000)", model_check.MODEL_KWARGS)
     if not torch.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
@@ -143,16 +137,17 @@ def test_sample_from_the_prior(student):
 def check_heldout_elbo(student, margin, record_property):
     """The trained model's held-out ELBO against the reference's; the numbers go into the
     record's "model" through pytest's record_property (scoring gathers them)."""
-    _, reply = trained(student)
+    _, reply = model_check.trained(student)
     n, z_dim = len(model_check.heldout_data()), model_check.MODEL_KWARGS["z_dim"]
     for name, shape in (("mu", (n, z_dim)), ("logvar", (n, z_dim)), ("logits", (model_check.EVALUATION_DRAWS, n, 64))):
         expect_shape(reply[name], shape, f"the shape of the trained model's {name} on the held-out digits", model_check.MODEL_KWARGS)
     got = model_check.heldout_elbo(reply["mu"], reply["logvar"], reply["logits"])
     target = model_check.reference_heldout_elbo()
-    steps = reply.get("steps") if type(reply.get("steps")) is int else None  # the worker's word only
+    steps = reply["steps"]  # counted by the grader
     record_property("heldout_elbo", round(got, 4) if math.isfinite(got) else None)
     record_property("reference_heldout_elbo", round(target, 4))
-    record_property("training_steps", steps)
+    for name, value in model_check.how_trained(student, reply).items():
+        record_property(name, value)
     if model_check.implausibly_good(got, target):
         record_property("flagged", True)
         raise failure("that the held-out ELBO is one a VAE can reach in this budget",
@@ -160,11 +155,20 @@ def check_heldout_elbo(student, margin, record_property):
                       f"(reference {target:.2f}; no legitimate model comes within 2 nats of this)", f"{got:.2f} nats",
                       "flagged for the instructor's review: these points wait for it. A model that remembers the images "
                       "it was shown, or reads the held-out split, earns none.")
+    if model_check.pretrained(reply):
+        record_property("flagged", True)
+        (_, before_training), *_ = reply["checkpoints"]
+        raise failure("that the model earns its held-out ELBO in the training the grader gives it",
+                      "the 297 held-out digits, the model as built, before the first of its Adam steps",
+                      f"far below the pass mark {target - ELBO_MARGIN:.2f} (an untrained VAE is near -44 nats)",
+                      f"{before_training:.2f} nats",
+                      "flagged for the instructor's review: these points wait for it. A model that brings its "
+                      "training along (trained while the notebook loads, or weights pasted in) earns none.")
     if not got >= target - margin:  # also fails for nan
         mistake = None
         if reply["logits"].min() >= 0 and reply["logits"].max() <= 1:
             mistake = HINTS["vae_decoder_outputs_probabilities"]
-        raise failure(f"the held-out ELBO after {steps or model_check.BUDGET.steps} Adam steps "
+        raise failure(f"the held-out ELBO after {steps} Adam steps "
                       f"(batch {model_check.BUDGET.batch_size}) is at least the reference's minus {margin} nats",
                       "the 297 held-out digits", f"{target - margin:.2f} nats or more (reference {target:.2f})",
                       f"{got:.2f} nats", mistake=mistake)

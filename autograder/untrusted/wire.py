@@ -90,9 +90,21 @@ def _tensors(layout: object, data: memoryview) -> list[torch.Tensor]:
     return tensors
 
 
+def _text(text: str) -> str:
+    """`text` as valid Unicode: an unpaired surrogate, which JSON can carry and no UTF-8 file,
+    terminal or database takes, becomes U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _build(node: object, tensors: list[torch.Tensor], depth: int) -> object:
     if depth > MAX_DEPTH:
         raise WireError("message nested too deeply")
+    if type(node) is str:
+        return _text(node)
     if type(node) in PLAIN_SCALARS:
         return node
     if type(node) is dict and len(node) == 1:
@@ -102,7 +114,7 @@ def _build(node: object, tensors: list[torch.Tensor], depth: int) -> object:
         if tag == "l" and type(content) is list:
             return [_build(item, tensors, depth + 1) for item in content]
         if tag == "d" and type(content) is dict:
-            return {key: _build(item, tensors, depth + 1) for key, item in content.items()}
+            return {_text(key): _build(item, tensors, depth + 1) for key, item in content.items()}
     raise WireError("malformed message")
 
 

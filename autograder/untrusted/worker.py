@@ -10,8 +10,8 @@ Model requests run with a known-good `reparameterize` and loss in place of the s
 (error carried forward: a wrong sampler or likelihood costs points only in its own problem).
 """
 import random
+import re
 import sys
-import time
 import traceback
 import types
 import warnings
@@ -20,6 +20,34 @@ import warnings
 def _bootstrap_path() -> None:
     here = __file__.rsplit("/", 1)[0]
     sys.path[:0] = [here, sys.argv[3], *sys.argv[4:]]
+
+
+# IPython's transformer re-reads the whole cell for every line of its syntax it rewrites (about
+# 2 us per line and character): a cell whose lines x characters pass this fails at once rather
+# than keeping the worker busy for an hour (a few seconds at most; `%matplotlib inline` and a
+# few `!pip` lines in a cell of a few KB use 1% of it).
+IPYTHON_SYNTAX = re.compile(r"^[ \t]*(?:[%!?/,;]|>>>|In \[|\.\.\.)|\?[ \t]*$|=[ \t]*[%!]", re.MULTILINE)
+MAX_IPYTHON_WORK = 1_000_000  # lines of IPython syntax x characters of the cell
+PYTHON_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")  # their body is plain Python
+
+
+def python_source(source: str) -> str:
+    """A notebook cell as Python: `%magic` and `!shell` lines become get_ipython() calls (which
+    do nothing here), a `%%time`-like cell magic is dropped so that its body still runs. Only
+    a cell that may hold IPython's syntax goes through IPython's transformer; SyntaxError for
+    one that would keep it busy (MAX_IPYTHON_WORK)."""
+    first, _, rest = source.lstrip().partition("\n")
+    if first.split(" ")[0] in PYTHON_CELL_MAGICS:
+        source = rest
+    lines = len(IPYTHON_SYNTAX.findall(source))
+    if not lines and not source.lstrip("\n")[:1].isspace():
+        return source  # plain Python: IPython would give it back as it is
+    if lines * len(source) > MAX_IPYTHON_WORK:
+        raise SyntaxError(f"{lines} lines of IPython syntax (magics, ! commands) in a cell of {len(source):,} "
+                          "characters: too many for the grader to rewrite; keep magics to a few short cells")
+    from IPython.core.inputtransformer2 import TransformerManager  # preloaded in the template
+
+    return TransformerManager().transform_cell(source)
 
 
 class _NoIPython:
@@ -39,21 +67,37 @@ class Server:
         self.sources: dict[str, list[str]] = {}
         self.models: list = []
         self.reparameterize_calls = 0
+        # Bound now, before the submission is loaded: a submission that replaces
+        # vae_course.train_vae or load_digits changes nothing the grader's training uses.
+        self.training_steps = vae_course.training_steps
+        self.load_digits = vae_course.load_digits
+        self.training: dict | None = None
 
     # --- requests -----------------------------------------------------------------------
     def op_ping(self):
         return {}
 
-    def op_load(self, cells):
+    def op_load(self, cells, notebook=False):
+        """Run the submission's cells in its module: a notebook's (`notebook`) with IPython's
+        syntax made Python first. A cell that fails is reported and the rest still run;
+        "compile_errors" lists [label, why] of those that do not compile."""
         sys.modules["submission"] = self.module
-        errors = []
+        errors, compile_errors = [], []
         for label, source in cells:
             self.sources[label] = source.splitlines()
             try:
-                exec(compile(source, f"<{label}>", "exec"), self.module.__dict__)
+                code = compile(python_source(source) if notebook else source, f"<{label}>", "exec")
+            except BaseException as error:  # noqa: BLE001 - SyntaxError, or MemoryError for `x = ----...1`
+                errors.append([label, self.describe(error)])
+                compile_errors.append([label, f"SyntaxError on line {error.lineno}: {error.msg}"[:500]
+                                       if isinstance(error, SyntaxError) else
+                                       f"{type(error).__name__}: it cannot be compiled (too long or nested too deeply?)"])
+                continue
+            try:
+                exec(code, self.module.__dict__)
             except BaseException as error:  # noqa: BLE001 - a failing cell is reported, not fatal
                 errors.append([label, self.describe(error)])
-        return {"cell_errors": errors}
+        return {"cell_errors": errors, "compile_errors": compile_errors}
 
     def op_call(self, name, args, kwargs, grad_args=(), grad_output=None, repeat=1):
         fn = self.lookup(name)
@@ -113,66 +157,66 @@ class Server:
             "decoder": touched(decoded.sum()),
         }
 
-    def op_model_train(self, handle, steps, batch_size, lr, seed, x_heldout, eval_eps, check_every=0, stop_at=None):
-        """Train with the known-good loss; then, in evaluation mode, encode the held-out digits
-        `x_heldout` and send back mu, logvar and the trained weights (the grader decodes in a
-        fresh worker, op_model_decode). Every `check_every` steps the held-out ELBO is estimated
-        with the fixed noise `eval_eps` (the random state is put back, so training goes on as if
-        unchecked) and training ends once the estimate is at least `stop_at`."""
-        torch, course, model = self.torch, self.vae_course, self.models[handle]
-        x_train, _ = course.load_digits("train")
-        checkpoints = []
+    def op_model_train_begin(self, handle, batch_size, lr, seed):
+        """Begin training model `handle` on the training split with the known-good loss. The
+        grader then drives the loop (bound when this worker started, before the submission was
+        loaded) in chunks, op_model_train_steps, and counts the steps itself. This worker never
+        sees a held-out image: other workers estimate the held-out ELBO from its weights."""
+        x_train, _ = self.load_digits("train")
+        self.training = {"steps": self.training_steps(self.models[handle], self.loss, x_train, batch_size=batch_size,
+                                                      lr=lr, seed=seed), "random_state": None}
+        return {}
 
-        def reached(step):
-            if not check_every or step % check_every or step == steps:
-                return False
-            state = torch.get_rng_state()
-            try:
-                mu, logvar = self.evaluation_encode(model, x_heldout)
-                with torch.no_grad():
-                    logits = model.decode(mu + torch.exp(0.5 * logvar) * eval_eps)
-                estimate = self.heldout_elbo(x_heldout, mu, logvar, logits)
-            except Exception:  # noqa: BLE001 - outputs that do not fit: training goes on, and
-                estimate = float("nan")  # the evaluation after it says what is wrong, as unchecked
-            finally:
-                torch.set_rng_state(state)
-                model.train()
-            checkpoints.append([step, estimate])
-            return stop_at is not None and estimate >= stop_at
+    def op_model_train_steps(self, count):
+        """`count` more steps of the training begun; the mean loss of the last 50. Requests reseed
+        the generators, so the training's own random state is put back at every chunk: the run
+        is the same however it is cut."""
+        training = self.training
+        if training is None:
+            raise RuntimeError("no training was begun")
+        with self.random_state_of(training), self.known_good_reparameterize(None):
+            losses = [next(training["steps"]) for _ in range(count)]
+        return {"loss": sum(losses[-50:]) / max(1, len(losses[-50:]))}
 
-        started = time.perf_counter()
-        with self.known_good_reparameterize(None):
-            losses = course.train_vae(
-                model, self.loss, x_train, steps=steps, batch_size=batch_size, lr=lr, seed=seed, stop=reached
-            )
-        seconds = time.perf_counter() - started
-        mu, logvar = self.evaluation_encode(model, x_heldout)
-        weights = {str(name): self.plain(value) for name, value in model.state_dict().items()}
-        return {
-            "mu": self.plain(mu), "logvar": self.plain(logvar), "weights": weights,
-            "steps": len(losses), "checkpoints": checkpoints,
-            "final_loss": float(sum(losses[-50:]) / max(1, len(losses[-50:]))),
-            "seconds": seconds,
-        }
+    def op_model_weights(self, handle):
+        """The model's state dict (weights and buffers), as plain tensors."""
+        return {"weights": {str(name): self.plain(value) for name, value in self.models[handle].state_dict().items()}}
+
+    def op_model_encode(self, kwargs, weights, x):
+        """A new VAE(**kwargs) with `weights`, in evaluation mode: encode(x)."""
+        with self.torch.no_grad():
+            return {"out": self.plain(self.model_with(kwargs, weights).encode(x))}
 
     def op_model_decode(self, kwargs, weights, z):
-        """A new VAE(**kwargs) with the trained `weights`, in evaluation mode: decode(z)."""
+        """A new VAE(**kwargs) with `weights`, in evaluation mode: decode(z)."""
+        with self.torch.no_grad():
+            return {"out": self.plain(self.model_with(kwargs, weights).decode(z))}
+
+    def model_with(self, kwargs, weights):
+        """VAE(**kwargs) with the trained `weights`, in evaluation mode (dropout off, batch norm's
+        running statistics): the mode a trained model is used in."""
         model = self.lookup("VAE")(**kwargs)
         model.load_state_dict(weights)
         model.eval()
-        with self.torch.no_grad():
-            return {"out": self.plain(model.decode(z))}
+        return model
 
-    def evaluation_encode(self, model, x):
-        """(mu, logvar) of `model` on `x` in evaluation mode (dropout off, batch norm's running
-        statistics): the mode a trained model is used in."""
-        model.eval()
-        with self.torch.no_grad():
-            return model.encode(x)
+    def random_state_of(self, training):
+        """Run with the training's own torch, numpy and random states, kept between chunks."""
+        server = self
 
-    def heldout_elbo(self, x, mu, logvar, logits):
-        """Mean ELBO in float64 over the draws and examples (the grader computes its own)."""
-        return float(self.elbo(*(t.double() for t in (x, logits, mu, logvar))).mean())
+        class State:
+            def __enter__(self):
+                if training["random_state"] is not None:
+                    torch_state, numpy_state, random_state = training["random_state"]
+                    server.torch.set_rng_state(torch_state)
+                    server.numpy.random.set_state(numpy_state)
+                    random.setstate(random_state)
+
+            def __exit__(self, *exc):
+                training["random_state"] = (server.torch.get_rng_state(), server.numpy.random.get_state(),
+                                            random.getstate())
+
+        return State()
 
     def op_visible_check(self, check, name):
         """One of the notebook's visible checks (`check`, from the public vae_checks) on the
@@ -301,9 +345,11 @@ def load_libraries() -> dict:
 def preload() -> None:
     """Import, once in the template, what the release notebook's setup cell imports besides
     torch: pyplot (with matplotlib's font cache, 0.7-1 s to build in a fresh sandbox) and the
-    public checks. A forked worker then starts with them, as after a fresh import."""
+    public checks, and IPython's transformer for cells with magics. A forked worker then starts
+    with them, as after a fresh import."""
     import matplotlib.pyplot  # noqa: F401 - MPLBACKEND=Agg: nothing is drawn
     import vae_checks  # noqa: F401
+    from IPython.core import inputtransformer2  # noqa: F401 - for a notebook's magics (python_source)
 
 
 def warm_up(libraries: dict) -> None:
